@@ -1,0 +1,3 @@
+from genreshift.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Spectral distance metrics: pure functions over waveforms or spectra.
+
+All work at the analysis rate with genreshift's scaled STFT (a full-scale sine is 0 dB), so
+the power floor below is an absolute level: -80 dBFS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genreshift import spectral
+from genreshift.spectral import MelConfig
+
+POWER_FLOOR = 1e-8  # -80 dB: quieter bins count as this level, so silence does not dominate
+
+
+def log_spectral_distance(ref_power: torch.Tensor, est_power: torch.Tensor,
+                          floor: float = POWER_FLOOR) -> float:
+    """LSD in dB between power spectra [..., bins, frames]: per frame, the RMS over bins of
+    the dB difference; then the mean over frames."""
+    if ref_power.shape != est_power.shape:
+        raise ValueError(f"shape mismatch {tuple(ref_power.shape)} vs {tuple(est_power.shape)}")
+    diff = 10.0 * (torch.log10(ref_power.clamp_min(floor)) - torch.log10(est_power.clamp_min(floor)))
+    return float(diff.pow(2).mean(dim=-2).sqrt().mean())
+
+
+def spectral_convergence(ref_mag: torch.Tensor, est_mag: torch.Tensor) -> float:
+    """|| |X| - |Y| ||_F / || |X| ||_F over magnitudes [..., bins, frames] (0 is perfect)."""
+    return float(torch.linalg.vector_norm(ref_mag - est_mag)
+                 / torch.linalg.vector_norm(ref_mag).clamp_min(1e-12))
+
+
+def _match_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n = min(a.shape[-1], b.shape[-1])
+    return a[..., :n], b[..., :n]
+
+
+def waveform_lsd(ref: torch.Tensor, est: torch.Tensor, cfg: MelConfig = MelConfig()) -> float:
+    """LSD (dB) between the linear STFT power of two waveforms [..., samples]."""
+    ref, est = _match_length(ref, est)
+    return log_spectral_distance(spectral.stft(ref, cfg).abs().pow(2),
+                                 spectral.stft(est, cfg).abs().pow(2))
+
+
+def waveform_sc(ref: torch.Tensor, est: torch.Tensor, cfg: MelConfig = MelConfig()) -> float:
+    """Spectral convergence between the STFT magnitudes of two waveforms [..., samples]."""
+    ref, est = _match_length(ref, est)
+    return spectral_convergence(spectral.stft(ref, cfg).abs(), spectral.stft(est, cfg).abs())
+
+
+def mel_lsd(ref_logmel: torch.Tensor, est_logmel: torch.Tensor, cfg: MelConfig) -> float:
+    """LSD (dB) between two normalised log-mels [..., n_mels, frames]."""
+    ref_logmel, est_logmel = _match_length(ref_logmel, est_logmel)
+    diff = spectral.normalized_to_db(ref_logmel, cfg) - spectral.normalized_to_db(est_logmel, cfg)
+    return float(diff.pow(2).mean(dim=-2).sqrt().mean())
