@@ -9,6 +9,7 @@ decoded by an ``ffmpeg`` binary when one is on PATH. torchaudio's load/save are 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -34,6 +35,8 @@ SNDFILE_FORMATS = {
     ".mp3": "MP3",
     ".aif": "AIFF",
     ".aiff": "AIFF",
+    ".au": "AU",  # GTZAN's original distribution
+    ".snd": "AU",
 }
 # Formats only an ffmpeg binary decodes.
 FFMPEG_FORMATS = {".m4a", ".aac", ".mp4", ".wma", ".opus", ".webm", ".mka"}
@@ -132,8 +135,6 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int, str]:
     if probe.returncode != 0 or not probe.stdout:
         last = (probe.stderr.decode(errors="replace").strip().splitlines() or ["unknown"])[-1]
         raise AudioError(f"{path}: ffmpeg cannot decode it ({last}); is it really audio?")
-    import io
-
     data, sr = sf.read(io.BytesIO(probe.stdout), dtype="float32", always_2d=True)
     codec = "unknown"
     for line in probe.stderr.decode(errors="replace").splitlines():
@@ -183,27 +184,53 @@ def load_audio(
     _check_path(path)
     if path.suffix.lower() in FFMPEG_FORMATS:
         audio, file_sr, _ = _decode_with_ffmpeg(path)
-    else:
-        try:
-            data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(
-                f"{path}: not a readable audio file ({_sf_reason(e)}); "
-                "check that it is a complete, uncorrupted audio file"
-            ) from None
-        audio = np.ascontiguousarray(data.T)
+        return _checked(audio, file_sr, str(path), sr=sr, mono=mono, min_seconds=min_seconds)
+    return _decode_sndfile(str(path), str(path), sr=sr, mono=mono, min_seconds=min_seconds)
+
+
+def load_audio_bytes(
+    data: bytes,
+    name: str,
+    *,
+    sr: int | None = None,
+    mono: bool = False,
+    min_seconds: float = 0.0,
+) -> tuple[np.ndarray, int]:
+    """:func:`load_audio` for an encoded file held in memory (a dataset's audio bytes);
+    ``name`` labels error messages. Formats: those libsndfile reads (not the ffmpeg ones)."""
+    if not data:
+        raise AudioError(f"{name}: holds no data (0 bytes); the clip is missing or empty")
+    return _decode_sndfile(io.BytesIO(data), name, sr=sr, mono=mono, min_seconds=min_seconds)
+
+
+def _decode_sndfile(source, name: str, *, sr: int | None, mono: bool, min_seconds: float
+                    ) -> tuple[np.ndarray, int]:
+    try:
+        data, file_sr = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(
+            f"{name}: not a readable audio file ({_sf_reason(e)}); "
+            "check that it is a complete, uncorrupted audio file"
+        ) from None
+    return _checked(np.ascontiguousarray(data.T), file_sr, name, sr=sr, mono=mono,
+                    min_seconds=min_seconds)
+
+
+def _checked(audio: np.ndarray, file_sr: int, name: str, *, sr: int | None, mono: bool,
+             min_seconds: float) -> tuple[np.ndarray, int]:
+    """The checks and conversions every decoded file goes through."""
     if audio.shape[1] == 0:
-        raise AudioError(f"{path}: holds no samples (0 frames); nothing to process")
+        raise AudioError(f"{name}: holds no samples (0 frames); nothing to process")
     if not np.isfinite(audio).all():
         bad = int((~np.isfinite(audio)).sum())
         raise AudioError(
-            f"{path}: holds {bad} NaN/infinite sample value(s); the file is corrupt, "
+            f"{name}: holds {bad} NaN/infinite sample value(s); the file is corrupt, "
             "re-export it from its source"
         )
     duration = audio.shape[1] / file_sr
     if duration < min_seconds:
         raise AudioError(
-            f"{path}: too short ({duration * 1000:.0f} ms); at least {min_seconds:g} s is needed"
+            f"{name}: too short ({duration * 1000:.0f} ms); at least {min_seconds:g} s is needed"
         )
     if mono and audio.shape[0] > 1:
         audio = audio.mean(axis=0, keepdims=True)
@@ -324,6 +351,12 @@ def output_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -381,6 +414,7 @@ def save_audio(
     try:
         sf.write(tmp, np.ascontiguousarray(audio.T), sr, subtype=_SUBTYPES[key],
                  format=SNDFILE_FORMATS[OUTPUT_FORMATS[fmt][0]])
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

@@ -86,10 +86,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
-    from genreshift.spectral import DEFAULT_GL_ITERS
-
-    p.add_argument("--iters", type=int, default=DEFAULT_GL_ITERS,
-                   help=f"Griffin-Lim iterations (default {DEFAULT_GL_ITERS})")
+    p.add_argument("--iters", type=int, default=None,
+                   help="Griffin-Lim iterations (default 32, chosen in BENCHMARKS.md)")
     p.add_argument("--init", choices=["phase", "random"], default="phase",
                    help="start Griffin-Lim from the input's phase (default) or at random")
     p.add_argument("--gl-method", choices=["mel", "linear"], default="mel",
@@ -101,7 +99,8 @@ def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
 def _recon_config(args: argparse.Namespace):
     from genreshift.inference.pipeline import ReconstructionConfig
 
-    return ReconstructionConfig(n_iter=args.iters, init=args.init, method=args.gl_method,
+    iters = ReconstructionConfig.n_iter if args.iters is None else args.iters
+    return ReconstructionConfig(n_iter=iters, init=args.init, method=args.gl_method,
                                 seed=args.seed)
 
 
@@ -128,6 +127,129 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- data gtzan / data tensors: datasets -> mel shards ------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_mel_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="MELDIR",
+                   help="folder for manifest.json and the mel shards (created; a rerun resumes)")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+                   help="decoding processes (default: all available cores)")
+    # defaults come from MelConfig when the command runs: building the parser must not
+    # import torch (it costs seconds on every call, even for --help and one-line errors)
+    p.add_argument("--hop", type=_positive_int, default=None, metavar="N",
+                   help="STFT hop in samples (default: MelConfig's, 512)")
+    p.add_argument("--n-mels", type=_positive_int, default=None, metavar="N",
+                   help="mel bins (default: MelConfig's, 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random split (default 0)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+
+
+def _build_mel(args: argparse.Namespace, source) -> int:
+    from genreshift.data.tensors import build_tensors, format_summary
+    from genreshift.spectral import MelConfig
+
+    cfg = MelConfig(hop_length=args.hop or MelConfig.hop_length,
+                    n_mels=args.n_mels or MelConfig.n_mels)
+    summary = build_tensors(source, args.out, mel_config=cfg, workers=args.workers,
+                            split=getattr(args, "split", "auto"), seed=args.seed,
+                            progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(format_summary(summary))
+    return EXIT_OK
+
+
+def cmd_data_gtzan(args: argparse.Namespace) -> int:
+    from genreshift.data.gtzan import gtzan_clips
+
+    return _build_mel(args, gtzan_clips(args.source, split=args.split, seed=args.seed))
+
+
+def cmd_data_tensors(args: argparse.Namespace) -> int:
+    return _build_mel(args, args.source)
+
+
+def _add_mel_data_parsers(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "gtzan", help="GTZAN (local folder or Hugging Face datasets) -> mel shards",
+        description="Read GTZAN from a folder in any common layout, a save_to_disk directory, "
+                    "parquet files or a hub id, and write mel shards + manifest.json.")
+    p.add_argument("--source", required=True, metavar="SOURCE",
+                   help="GTZAN folder, saved dataset folder, parquet file/glob/folder, or hub id")
+    p.add_argument("--split", choices=("filtered", "random"), default="filtered",
+                   help="fault-filtered artist split (default) or a stratified random split")
+    _add_mel_build_options(p)
+    p.set_defaults(func=cmd_data_gtzan)
+
+    p = data_sub.add_parser(
+        "tensors", help="a folder dataset (synthetic corpus, GTZAN, <genre>/*.wav) -> mel shards",
+        description="Turn <source>/<genre>/*.wav|flac|... into mel shards (one per genre and "
+                    "split) + manifest.json with normalisation statistics.")
+    p.add_argument("--source", required=True, metavar="DIR", help="the dataset folder")
+    p.add_argument("--split", choices=("auto", "filtered", "metadata", "random"), default="auto",
+                   help="auto: metadata.csv's split, GTZAN's filtered split, else random")
+    _add_mel_build_options(p)
+    p.set_defaults(func=cmd_data_tensors)
+
+
+# --- data synth: the paired synthetic genre corpus ---------------------------------------
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from genreshift.data.synth import build_synth_corpus, format_synth_summary
+
+    summary = build_synth_corpus(args.out, args.genres, args.tunes, args.seconds,
+                                 soundfonts=args.soundfont, seed=args.seed,
+                                 workers=args.workers, progress=not args.quiet,
+                                 force=args.force)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(format_synth_summary(summary))
+    return EXIT_OK
+
+
+def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
+    from genreshift.data.arrangements import DEFAULT_GENRES, GENRES
+
+    p = data_sub.add_parser(
+        "synth", help="render public-domain tunes in every genre: a paired genre corpus",
+        description="Render melodies from the music21 corpus in several genre arrangements "
+                    "with General MIDI SoundFonts: <out>/<genre>/<tune>.wav (22050 Hz mono, "
+                    "-20 LUFS) + .mid, and metadata.csv with a train/valid/test split by tune.")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the corpus (new or empty; see --force)")
+    p.add_argument("--genres", default=",".join(DEFAULT_GENRES), metavar="LIST",
+                   help=f"comma-separated genres from: {', '.join(GENRES)} (default: %(default)s)")
+    p.add_argument("--tunes", type=int, default=100, metavar="N",
+                   help="tunes, each rendered in every genre (default 100)")
+    p.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                   help="length of every rendering; tunes loop to fill it (default 30)")
+    p.add_argument("--soundfont", action="append", metavar="PATH",
+                   help="General MIDI .sf2/.sf3; repeat for several (one is drawn per tune); "
+                        "default: FluidR3_GM and TimGM6mb from /usr/share/sounds/sf2")
+    p.add_argument("--seed", type=int, default=0,
+                   help="chooses tunes, keys, tempi, instruments, splits (default 0)")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+                   help="rendering processes (default: all available cores)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the synthetic corpus already in --out")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    p.set_defaults(func=cmd_data_synth)
+
+
 # --- parser -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(func=cmd_roundtrip)
 
+    # `genreshift data ...`: dataset preparation subcommands.
+    data = sub.add_parser("data", help="prepare datasets (GTZAN, synthetic corpus, mel tensors)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
+    _add_data_parsers(data_sub)
+
     return parser
+
+
+def _add_data_parsers(data_sub: argparse._SubParsersAction) -> None:
+    """`genreshift data <name>` subcommands; each registers its own parser here."""
+    _add_mel_data_parsers(data_sub)
+    _add_synth_parser(data_sub)
 
 
 def main(argv: list[str] | None = None) -> int:
