@@ -278,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
     _add_data_parsers(data_sub)
 
+    # `genreshift train ...`: converter and classifier training (genreshift/train/commands.py,
+    # whose options come from the frozen configs; it imports torch only when a command runs).
+    from genreshift.train.commands import add_train_parsers
+
+    train = sub.add_parser("train", help="train a converter (CycleGAN) or the genre classifier")
+    add_train_parsers(train.add_subparsers(dest="train_command", metavar="MODEL", required=True))
+
     return parser
 
 

@@ -1,0 +1,161 @@
+"""`genreshift train cyclegan` and `genreshift train classifier`: argparse glue only.
+
+Options are generated from the fields of the frozen configs (TrainConfig, GeneratorConfig,
+DiscriminatorConfig, ClassifierTrainConfig, ClassifierConfig), so the command line never drifts
+from them. Options left out take the value of the run being resumed (with ``--resume``) or the
+config's default; an option given with ``--resume`` that contradicts the run is refused by the
+trainer. Nothing here imports torch until a command runs (the parser is built on every
+`genreshift` invocation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import MISSING
+from typing import Any
+
+from genreshift.models.config import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
+from genreshift.train.config import ClassifierTrainConfig, TrainConfig, cli_fields
+
+
+def _add_fields(group: Any, cls: type, dest: str, flag: str) -> None:
+    """One option per CLI field of ``cls``: ``--{flag}{name}`` stored as ``{dest}{name}``."""
+    for f in cli_fields(cls):
+        default = f.default if f.default is not MISSING else None
+        name = f"--{flag}{f.name.replace('_', '-')}"
+        kwargs: dict[str, Any] = {"dest": f"{dest}{f.name}", "default": argparse.SUPPRESS,
+                                  "help": f"{f.metadata.get('help', '')} (default {default})"}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = type(default)
+            kwargs["metavar"] = {int: "N", float: "X", str: "S"}.get(type(default), "V")
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+                kwargs.pop("metavar")
+        group.add_argument(name, **kwargs)
+
+
+def _given(args: argparse.Namespace, cls: type, dest: str) -> dict[str, Any]:
+    """The options of ``cls`` that were given on the command line."""
+    values = vars(args)
+    return {f.name: values[dest + f.name] for f in cli_fields(cls) if dest + f.name in values}
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="MELDIR",
+                   help="mel directory written by `genreshift data tensors` or `data gtzan`")
+    p.add_argument("--out", required=True, metavar="RUNDIR",
+                   help="run directory: inference file, resume.pt, tb/ (TensorBoard)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUNDIR (starts one if it holds none yet); options "
+                        "left out keep the run's values")
+    p.add_argument("--stop-at", type=int, metavar="STEP", default=None,
+                   help="end this session after STEP steps, with a checkpoint (continue later "
+                        "with --resume)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_train_cyclegan(args: argparse.Namespace) -> int:
+    from genreshift.train.cyclegan import INFERENCE_FILE, stored_configs, train_cyclegan
+
+    stored = stored_configs(args.out) if args.resume else None
+    config = TrainConfig.from_dict({**(stored["train"] if stored else {}),
+                                    **_given(args, TrainConfig, "t_")})
+    generator = GeneratorConfig.from_dict({**(stored["generator"] if stored else {}),
+                                           **_given(args, GeneratorConfig, "g_")})
+    discriminator = DiscriminatorConfig.from_dict({**(stored["discriminator"] if stored else {}),
+                                                   **_given(args, DiscriminatorConfig, "d_")})
+    state = train_cyclegan(args.data, args.out, a=args.a, b=args.b, config=config,
+                           generator=generator, discriminator=discriminator, resume=args.resume,
+                           classifier=args.classifier, stop_at=args.stop_at,
+                           progress=not args.quiet)
+    if _is_main_process():
+        print(f"converter at step {state.step} of {config.steps}: "
+              f"{os.path.join(args.out, INFERENCE_FILE)}")
+    return 0
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from genreshift.train.classifier import INFERENCE_FILE, stored_configs, train_classifier
+
+    stored = stored_configs(args.out) if args.resume else None
+    config = ClassifierTrainConfig.from_dict({**(stored["train"] if stored else {}),
+                                              **_given(args, ClassifierTrainConfig, "t_")})
+    model = ClassifierConfig.from_dict({**(stored["model"] if stored else {}),
+                                        **_given(args, ClassifierConfig, "m_")})
+    genres = [g.strip() for g in args.genres.split(",") if g.strip()] if args.genres else None
+    state = train_classifier(args.data, args.out, genres=genres, config=config, model=model,
+                             resume=args.resume, stop_at=args.stop_at, progress=not args.quiet)
+    if _is_main_process():
+        print(f"classifier at step {state.step} of {config.steps}: "
+              f"{os.path.join(args.out, INFERENCE_FILE)}")
+    return 0
+
+
+def cmd_train_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from genreshift.errors import GenreshiftError
+    from genreshift.train.checkpoint import export_inference
+
+    if Path(args.output).exists() and not args.force:
+        raise GenreshiftError(f"{args.output} exists; pass --force to replace it")
+    out = export_inference(args.input, args.output, half=args.half)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MB"
+          f"{', float16 weights' if args.half else ''})")
+    return 0
+
+
+def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
+    """Register `train cyclegan` and `train classifier` under `genreshift train`."""
+    p = train_sub.add_parser(
+        "cyclegan", help="train a converter between two genre domains (CycleGAN on log-mel)",
+        description="Train a pair of U-Net generators (a->b, b->a) with LSGAN, cycle and "
+                    "identity losses. A domain is a genre, a comma list of genres, or 'rest' "
+                    "(every genre of the data the other domain does not name). Runs on CUDA "
+                    "when present, else CPU; under `torchrun --nproc_per_node=K -m genreshift "
+                    "train cyclegan ...` it trains data-parallel (NCCL on GPU, gloo on CPU).")
+    _add_run_options(p)
+    p.add_argument("--a", metavar="DOMAIN", default=None,
+                   help="domain a: genre, comma list, or rest (required unless resuming)")
+    p.add_argument("--b", metavar="DOMAIN", default=None,
+                   help="domain b: genre, comma list, or rest (required unless resuming)")
+    p.add_argument("--classifier", metavar="CKPT", default=None,
+                   help="classifier.pt: adds the target-genre probability to validation")
+    _add_fields(p.add_argument_group("training"), TrainConfig, "t_", "")
+    _add_fields(p.add_argument_group("generator"), GeneratorConfig, "g_", "g-")
+    _add_fields(p.add_argument_group("discriminator"), DiscriminatorConfig, "d_", "d-")
+    p.set_defaults(func=cmd_train_cyclegan)
+
+    p = train_sub.add_parser(
+        "classifier", help="train the genre classifier on log-mel windows",
+        description="Train a compact CNN that tells the genres of a mel directory apart "
+                    "(used to detect the source genre and to judge conversions).")
+    _add_run_options(p)
+    p.add_argument("--genres", metavar="G1,G2,...", default=None,
+                   help="classes (default: every genre of the data)")
+    _add_fields(p.add_argument_group("training"), ClassifierTrainConfig, "t_", "")
+    _add_fields(p.add_argument_group("model"), ClassifierConfig, "m_", "")
+    p.set_defaults(func=cmd_train_classifier)
+
+    p = train_sub.add_parser(
+        "export", help="write a run's inference file for shipping (optionally float16)",
+        description="Copy the model of a converter.pt / classifier.pt / resume.pt into an "
+                    "inference file (configs, genres and provenance kept, training state "
+                    "dropped), checking that it loads.")
+    p.add_argument("input", metavar="CKPT", help="inference or resume file of a run")
+    p.add_argument("output", metavar="OUT", help="file to write (e.g. checkpoints/jazz.pt)")
+    p.add_argument("--half", action="store_true",
+                   help="store the weights as float16 (half the size; outputs change by "
+                        "about 1e-3 of the log-mel range)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_train_export)
+
+
+__all__ = ["add_train_parsers", "cmd_train_classifier", "cmd_train_cyclegan", "cmd_train_export"]

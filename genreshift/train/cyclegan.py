@@ -1,0 +1,653 @@
+"""CycleGAN training of a genre converter: two generators (a->b, b->a), two discriminators.
+
+Losses (weights named in TrainConfig): LSGAN adversarial, L1 cycle consistency (a->b->a must
+give a back: the tune survives), L1 identity (a b-window through a->b stays as it is: the
+generator changes only what is not yet b). Adam with a linear decay to zero, a pool of past
+fakes for the discriminators, random windows with light augmentation.
+
+A run directory holds::
+
+    converter.pt   inference file: both generators + configs + genres + provenance
+    resume.pt      resume file: the above + discriminators, optimisers, schedulers, step,
+                   per-rank random states and image pools, training config
+    tb/            TensorBoard: every loss term, learning rates, step time, validation metrics,
+                   input / converted / cycled mel images, audio samples
+
+Both files are rewritten atomically every ``checkpoint_every`` steps; ``resume=True`` continues
+from resume.pt and reaches the same weights as an uninterrupted run (on CPU, bit for bit).
+Under ``torchrun`` the generators and discriminators are wrapped in DistributedDataParallel,
+each rank draws its own windows, and rank 0 writes files and logs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from genreshift.errors import GenreshiftError
+from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
+from genreshift.models.discriminator import Discriminator
+from genreshift.models.generator import Generator
+from genreshift.spectral import MelConfig, mel_to_wav
+from genreshift.train import runtime as rtm
+from genreshift.train.checkpoint import (
+    Classifier,
+    Domain,
+    check_same_config,
+    converter_payload,
+    cpu_state_dict,
+    load_classifier,
+    provenance,
+    read_checkpoint,
+    unwrap,
+    write_checkpoint,
+)
+from genreshift.train.config import TrainConfig, refuse_changed
+
+INFERENCE_FILE = "converter.pt"
+RESUME_FILE = "resume.pt"
+TB_DIR = "tb"
+
+# Random streams, one generator each per rank (see runtime.derive_seed).
+_STREAM_POOL_A, _STREAM_POOL_B, _STREAM_WINDOWS_A, _STREAM_WINDOWS_B = 1, 2, 3, 4
+
+LOSS_TERMS = ("d_a", "d_b", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b", "identity_a",
+              "identity_b", "g_total", "d_total")
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def lsgan_d_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Least-squares discriminator loss over the scales: real patches -> 1, fakes -> 0."""
+    per_scale = [0.5 * ((r.float() - 1) ** 2).mean() + 0.5 * (f.float() ** 2).mean()
+                 for r, f in zip(real, fake)]
+    return torch.stack(per_scale).mean()
+
+
+def lsgan_g_loss(fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Least-squares generator loss over the scales: fakes should score 1."""
+    return torch.stack([((f.float() - 1) ** 2).mean() for f in fake]).mean()
+
+
+def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(x.float(), y.float())
+
+
+# --------------------------------------------------------------------------- image pool
+
+
+class ImagePool:
+    """The CycleGAN history buffer (Shrivastava et al. 2017): the discriminators see a mix of
+    the newest fakes and fakes from earlier steps, which damps the G/D oscillation.
+
+    Until ``size`` fakes are stored every new fake is kept and passed through; afterwards each
+    new fake, with probability 1/2, is swapped for a random stored one. Stored on the training
+    device as float32; its own random generator makes it resumable.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] new fakes -> [B, n_mels, T] fakes for the discriminator."""
+        if self.size == 0:
+            return fakes.detach()
+        out = []
+        for img in fakes.detach().float():
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif float(torch.rand((), generator=self.generator)) < 0.5:
+                j = int(torch.randint(self.size, (), generator=self.generator))
+                out.append(self.images[j].clone())
+                self.images[j] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        images = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
+        return {"images": images, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.images = [img.to(device) for img in state["images"]]
+        self.generator.set_state(state["generator"])
+
+
+# --------------------------------------------------------------------------- the step
+
+
+@dataclass
+class State:
+    """Everything train_step reads and changes. Modules may be DDP-wrapped."""
+
+    g_ab: nn.Module  # a -> b
+    g_ba: nn.Module  # b -> a
+    d_a: nn.Module  # real a vs g_ba's fakes
+    d_b: nn.Module  # real b vs g_ab's fakes
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler
+    sched_d: torch.optim.lr_scheduler.LRScheduler
+    pool_a: ImagePool  # past fakes of domain a (outputs of g_ba)
+    pool_b: ImagePool  # past fakes of domain b (outputs of g_ab)
+    config: TrainConfig
+    device: torch.device
+    precision: rtm.Precision
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0
+
+
+def _requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+def _backward_step(state: State, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    opt.zero_grad(set_to_none=True)
+    if state.scaler is not None:
+        state.scaler.scale(loss).backward()
+        state.scaler.step(opt)
+    else:
+        loss.backward()
+        opt.step()
+
+
+def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """One CycleGAN update on real windows (a [B, n_mels, T], b [B, n_mels, T]) on the device.
+
+    Order: the generators translate both batches; the discriminators learn on the real windows
+    against pooled, detached fakes; then the generators learn against the updated
+    discriminators (adversarial + cycle + identity). Returns every loss term as a float.
+    """
+    cfg = state.config
+    real_a, real_b = batch
+    use_identity = cfg.identity > 0 and (cfg.identity_until == 0
+                                         or state.step < cfg.identity_until)
+    autocast = state.precision.autocast(state.device)
+
+    with autocast:
+        fake_b = state.g_ab(real_a)
+        fake_a = state.g_ba(real_b)
+
+    # Discriminators, on fakes detached from the generators' graph.
+    _requires_grad([state.d_a, state.d_b], True)
+    with autocast:
+        loss_d_a = lsgan_d_loss(state.d_a(real_a), state.d_a(state.pool_a.query(fake_a)))
+        loss_d_b = lsgan_d_loss(state.d_b(real_b), state.d_b(state.pool_b.query(fake_b)))
+        loss_d = loss_d_a + loss_d_b
+    _backward_step(state, loss_d, state.opt_d)
+
+    # Generators. The discriminators are frozen and called unwrapped: their weights are the
+    # same on every rank, and going through DDP would make it wait for gradients that this
+    # backward pass never produces for them.
+    d_a, d_b = unwrap(state.d_a), unwrap(state.d_b)
+    _requires_grad([d_a, d_b], False)
+    zero = torch.zeros((), device=state.device)
+    with autocast:
+        adv_ab = lsgan_g_loss(d_b(fake_b))
+        adv_ba = lsgan_g_loss(d_a(fake_a))
+        cycle_a = l1(state.g_ba(fake_b), real_a)
+        cycle_b = l1(state.g_ab(fake_a), real_b)
+        if use_identity:
+            identity_a = l1(state.g_ba(real_a), real_a)
+            identity_b = l1(state.g_ab(real_b), real_b)
+        else:
+            identity_a = identity_b = zero
+        loss_g = (cfg.adversarial * (adv_ab + adv_ba) + cfg.cycle * (cycle_a + cycle_b)
+                  + cfg.identity * (identity_a + identity_b))
+    _backward_step(state, loss_g, state.opt_g)
+    _requires_grad([d_a, d_b], True)
+    if state.scaler is not None:
+        state.scaler.update()
+    state.sched_g.step()
+    state.sched_d.step()
+    state.step += 1
+
+    terms = (loss_d_a, loss_d_b, adv_ab, adv_ba, cycle_a, cycle_b, identity_a, identity_b,
+             loss_g, loss_d)
+    values = torch.stack([t.detach().float() for t in terms]).tolist()  # one device sync
+    if state.scaler is None and not all(math.isfinite(v) for v in values):
+        raise GenreshiftError(
+            f"training diverged at step {state.step} (a loss is not finite: "
+            f"{dict(zip(LOSS_TERMS, values))}); start a new run with lower learning rates "
+            "(--lr-g, --lr-d)")
+    return dict(zip(LOSS_TERMS, values))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, *,
+             classifier: Classifier | None, a: Domain, b: Domain, device: torch.device,
+             batch_size: int = 8) -> dict[str, float]:
+    """Held-out metrics for both directions (in float32, eval mode).
+
+    ``cycle_x``: L1 between x and its round trip; ``identity_x``: L1 between x and x passed
+    through the generator *into* x's own domain; ``change_xy``: L1 between x and its conversion
+    (near 0 means the converter does nothing). With a classifier: ``p_target_xy``, the mean
+    probability that converted windows belong to the target domain (summed over its genres),
+    ``acc_xy`` the share whose top genre is in the target domain, and both for the unconverted
+    input (``..._input``) as the baseline.
+    """
+    g_ab, g_ba = unwrap(g_ab), unwrap(g_ba)
+    modes = g_ab.training, g_ba.training
+    g_ab.eval()
+    g_ba.eval()
+    out: dict[str, float] = {}
+    try:
+        for src, dst, there, back, real in (("a", "b", g_ab, g_ba, real_a),
+                                            ("b", "a", g_ba, g_ab, real_b)):
+            target = b if dst == "b" else a
+            fakes, sums = [], {"cycle": 0.0, "identity": 0.0, "change": 0.0}
+            for chunk in real.split(batch_size):
+                chunk = chunk.to(device).float()
+                fake = there(chunk)
+                sums["cycle"] += float((back(fake) - chunk).abs().mean()) * len(chunk)
+                sums["identity"] += float((back(chunk) - chunk).abs().mean()) * len(chunk)
+                sums["change"] += float((fake - chunk).abs().mean()) * len(chunk)
+                fakes.append(fake.cpu())
+            n = len(real)
+            out[f"cycle_{src}"] = sums["cycle"] / n
+            out[f"identity_{src}"] = sums["identity"] / n
+            out[f"change_{src}{dst}"] = sums["change"] / n
+            if classifier is not None:
+                from genreshift.models.classifier import window_probabilities
+
+                idx = torch.tensor([classifier.genres.index(g) for g in target.genres])
+                for suffix, mels in (("", torch.cat(fakes)), ("_input", real)):
+                    probs = window_probabilities(classifier.model, mels.float())
+                    out[f"p_target_{src}{dst}{suffix}"] = float(probs[:, idx].sum(1).mean())
+                    top = probs.argmax(1)
+                    out[f"acc_{src}{dst}{suffix}"] = float(torch.isin(top, idx).float().mean())
+    finally:
+        g_ab.train(modes[0])
+        g_ba.train(modes[1])
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+
+
+def stored_configs(out: str | Path) -> dict[str, dict] | None:
+    """The configs and domains of the run in ``out`` (for filling in a resume), or None."""
+    path = Path(out) / RESUME_FILE
+    if not path.is_file():
+        return None
+    ck = read_checkpoint(path, kind="converter", role="resume")
+    return {"train": ck["resume"]["train_config"], "generator": ck["model_config"],
+            "discriminator": ck["resume"]["discriminator_config"], "domains": ck["domains"]}
+
+
+def train_cyclegan(
+    data: str | Path,
+    out: str | Path,
+    *,
+    a: str | None = None,
+    b: str | None = None,
+    config: TrainConfig = TrainConfig(),
+    generator: GeneratorConfig = GeneratorConfig(),
+    discriminator: DiscriminatorConfig = DiscriminatorConfig(),
+    resume: bool = False,
+    classifier: str | Path | None = None,
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> State:
+    """Train (or, with ``resume``, continue) a converter between domains ``a`` and ``b``.
+
+    ``data`` is a mel directory (genreshift data tensors). A domain is a genre, a comma list
+    of genres, or "rest". ``out`` receives converter.pt, resume.pt and tb/. Without ``resume``
+    a directory that already holds a run is refused; with it, a missing resume file starts a
+    new run, and an existing one must match the data, domains and every non-logistics setting
+    (see genreshift.train.config). ``classifier`` adds the target-genre probability to
+    validation. ``stop_at`` ends this session after that step, with a checkpoint. Returns the
+    final State (on every rank).
+    """
+    rt = rtm.init_runtime(config.device)
+    try:
+        return _run(rt, Path(data), Path(out), a=a, b=b, config=config, generator=generator,
+                    discriminator=discriminator, resume=resume, classifier=classifier,
+                    stop_at=stop_at, progress=progress)
+    finally:
+        rtm.shutdown_runtime(rt)
+
+
+def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None,
+         config: TrainConfig, generator: GeneratorConfig, discriminator: DiscriminatorConfig,
+         resume: bool, classifier: str | Path | None, stop_at: int | None,
+         progress: bool) -> State:
+    from genreshift.data.windows import MelWindows, load_manifest
+
+    device = rt.device
+    manifest = load_manifest(data)
+    mel = MelConfig.from_dict(manifest["mel_config"])
+    gcfg = replace(generator, n_mels=mel.n_mels)
+    dcfg = replace(discriminator, n_mels=mel.n_mels)
+    if config.frames < dcfg.min_frames:
+        raise GenreshiftError(f"--frames {config.frames} is shorter than the discriminator "
+                              f"accepts ({dcfg.min_frames}); use longer windows or fewer "
+                              "discriminator layers/scales")
+
+    resume_path = out / RESUME_FILE
+    ck = None
+    if resume_path.exists():
+        if not resume:
+            raise GenreshiftError(f"{out} already holds a run ({RESUME_FILE}); pass --resume to "
+                                  "continue it, or choose another --out")
+        ck = read_checkpoint(resume_path, kind="converter", role="resume")
+    if ck is not None:
+        stored = ck["resume"]
+        check_same_config(resume_path, "the data's mel config", ck["mel_config"], mel.to_dict(),
+                          "resume with the mel directory the run was started on")
+        refuse_changed(resume_path, stored["train_config"], config)
+        check_same_config(resume_path, "generator config", ck["model_config"], gcfg.to_dict(),
+                          "resume without architecture options, or start a new run")
+        check_same_config(resume_path, "discriminator config", stored["discriminator_config"],
+                          dcfg.to_dict(), "resume without architecture options, or start a "
+                          "new run")
+        a = ck["domains"]["a"]["name"] if a is None else a
+        b = ck["domains"]["b"]["name"] if b is None else b
+    if a is None or b is None:
+        raise GenreshiftError("name both domains (--a and --b): a genre, a comma list, or rest")
+    dom_a, dom_b = rtm.resolve_domains(manifest["genres"], a, b)
+    if ck is not None:
+        for key, dom in (("a", dom_a), ("b", dom_b)):
+            if list(ck["domains"][key]["genres"]) != list(dom.genres):
+                raise GenreshiftError(
+                    f"{resume_path}: domain {key} was {', '.join(ck['domains'][key]['genres'])}"
+                    f" in the run but is {', '.join(dom.genres)} now; resume with the same "
+                    "--a/--b and data")
+
+    clf = None
+    if classifier is not None:
+        clf = load_classifier(classifier, device=device)
+        check_same_config(classifier, "mel config of the classifier", clf.mel_config.to_dict(),
+                          mel.to_dict(), "train the classifier on the same mel directory")
+        missing = [g for g in dom_a.genres + dom_b.genres if g not in clf.genres]
+        if missing:
+            raise GenreshiftError(f"{classifier}: the classifier does not know "
+                                  f"{', '.join(missing)} (it knows {', '.join(clf.genres)})")
+
+    rtm.setup_determinism(config.deterministic, device)
+    rtm.setup_threads(config.threads)
+    precision = rtm.resolve_precision(config.amp, device)
+
+    # The same seed on every rank gives the same initial weights; DDP also broadcasts rank 0's.
+    torch.manual_seed(config.seed)
+    g_ab, g_ba = Generator(gcfg).to(device), Generator(gcfg).to(device)
+    d_a, d_b = Discriminator(dcfg).to(device), Discriminator(dcfg).to(device)
+    betas = (config.beta1, config.beta2)
+    opt_g = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()),
+                             lr=config.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()),
+                             lr=config.lr_d, betas=betas)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, rtm.LinearDecay(config.steps,
+                                                                       config.decay_start))
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, rtm.LinearDecay(config.steps,
+                                                                       config.decay_start))
+    scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
+
+    def seeded(stream: int, *more: int) -> int:
+        return rtm.derive_seed(config.seed, rt.rank, stream, *more)
+
+    pool_a = ImagePool(config.pool_size, seeded(_STREAM_POOL_A))
+    pool_b = ImagePool(config.pool_size, seeded(_STREAM_POOL_B))
+    train_a = MelWindows(data, split="train", genres=list(dom_a.genres), frames=config.frames,
+                         augment=config.augment, seed=config.seed)
+    train_b = MelWindows(data, split="train", genres=list(dom_b.genres), frames=config.frames,
+                         augment=config.augment, seed=config.seed + 1)
+    sampler_a = rtm.WindowSampler(train_a, seed=seeded(_STREAM_WINDOWS_A))
+    sampler_b = rtm.WindowSampler(train_b, seed=seeded(_STREAM_WINDOWS_B))
+
+    state = State(g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, opt_g=opt_g, opt_d=opt_d,
+                  sched_g=sched_g, sched_d=sched_d, pool_a=pool_a, pool_b=pool_b, config=config,
+                  device=device, precision=precision, scaler=scaler)
+    seconds_before = 0.0
+    if ck is not None:
+        stored = ck["resume"]
+        for module, weights in ((g_ab, ck["state_dict"]["g_ab"]), (g_ba, ck["state_dict"]["g_ba"]),
+                                (d_a, stored["d_a"]), (d_b, stored["d_b"])):
+            module.load_state_dict(weights)
+        opt_g.load_state_dict(stored["opt_g"])
+        opt_d.load_state_dict(stored["opt_d"])
+        sched_g.load_state_dict(stored["sched_g"])
+        sched_d.load_state_dict(stored["sched_d"])
+        if scaler is not None and stored.get("scaler"):
+            scaler.load_state_dict(stored["scaler"])
+        state.step = int(stored["step"])
+        seconds_before = float(ck["provenance"].get("train_seconds", 0.0))
+        ranks = stored["ranks"]
+        if len(ranks) == rt.world_size:
+            mine = ranks[rt.rank]
+            rtm.set_rng_state(mine["rng"], device)
+            sampler_a.load_state_dict(mine["sampler_a"])
+            sampler_b.load_state_dict(mine["sampler_b"])
+            pool_a.load_state_dict(mine["pool_a"], device)
+            pool_b.load_state_dict(mine["pool_b"], device)
+        else:
+            # Other process count: the random streams cannot continue; restart them from
+            # (seed, rank, step) so the run stays reproducible for this process count.
+            rtm.log.warning("resuming %d process(es) from a run of %d: window and pool random "
+                            "streams restart", rt.world_size, len(ranks))
+            for gen, stream in ((sampler_a.generator, _STREAM_WINDOWS_A),
+                                (sampler_b.generator, _STREAM_WINDOWS_B),
+                                (pool_a.generator, _STREAM_POOL_A),
+                                (pool_b.generator, _STREAM_POOL_B)):
+                gen.manual_seed(seeded(stream, state.step))
+
+    if rt.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        state.g_ab, state.g_ba = DDP(g_ab, device_ids=ids), DDP(g_ba, device_ids=ids)
+        state.d_a, state.d_b = DDP(d_a, device_ids=ids), DDP(d_b, device_ids=ids)
+
+    session = _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, mel=mel,
+                       gcfg=gcfg, dcfg=dcfg, dom_a=dom_a, dom_b=dom_b, clf=clf,
+                       samplers=(sampler_a, sampler_b), seconds_before=seconds_before)
+    if rt.is_main:
+        session.open_logs()
+    end = config.steps if stop_at is None else min(config.steps, stop_at)
+    try:
+        session.loop(end, progress)
+    finally:
+        session.close()
+    return state
+
+
+class _Session:
+    """One process's share of a run: the loop, logs, validation and checkpoints."""
+
+    def __init__(self, *, rt: rtm.Runtime, state: State, out: Path, data: Path, manifest: dict,
+                 mel: MelConfig, gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, dom_a: Domain,
+                 dom_b: Domain, clf: Classifier | None,
+                 samplers: tuple[rtm.WindowSampler, rtm.WindowSampler],
+                 seconds_before: float) -> None:
+        self.rt, self.state, self.out, self.data = rt, state, out, data
+        self.manifest, self.mel, self.gcfg, self.dcfg = manifest, mel, gcfg, dcfg
+        self.dom_a, self.dom_b, self.clf, self.samplers = dom_a, dom_b, clf, samplers
+        self.seconds_before = seconds_before
+        self.started = time.perf_counter()
+        self.writer: Any = None
+        self.val: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---- logs and held-out data (rank 0)
+
+    def open_logs(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.state.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.out / TB_DIR))
+        vals, why = [], None
+        for dom in (self.dom_a, self.dom_b):
+            windows, why = rtm.open_validation(self.data, dom.genres,
+                                               [cfg.val_frames, cfg.frames], cfg.seed)
+            if windows is None:
+                break
+            per_genre = max(1, math.ceil(cfg.val_windows / len(dom.genres)))
+            vals.append(rtm.fixed_windows(windows, per_genre)[0])
+        if len(vals) == 2:
+            self.val = (vals[0], vals[1])
+        else:
+            rtm.log.warning("no validation during this run: %s", why)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    # ---- the loop
+
+    def loop(self, end: int, progress: bool) -> None:
+        state, rt, cfg = self.state, self.rt, self.state.config
+        sampler_a, sampler_b = self.samplers
+        desc = f"{self.dom_a.label}<->{self.dom_b.label}"
+        sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
+        count, busy = 0, 0.0
+        with rtm.progress_bar(cfg.steps, state.step, progress and rt.is_main, desc) as bar:
+            if state.step >= end:
+                if rt.is_main:
+                    rtm.say(bar, f"nothing to do: the run in {self.out} is at step {state.step}")
+                return
+            while state.step < end:
+                t0 = time.perf_counter()
+                xa, _ = sampler_a.batch(cfg.batch_size, state.step)
+                xb, _ = sampler_b.batch(cfg.batch_size, state.step)
+                losses = train_step(state, (xa.to(state.device, non_blocking=True),
+                                            xb.to(state.device, non_blocking=True)))
+                busy += time.perf_counter() - t0  # data + step; not logging or checkpoints
+                sums += torch.tensor([losses[k] for k in LOSS_TERMS], dtype=torch.float64)
+                count += 1
+                bar.update(1)
+                step = state.step
+                last = step == end
+                # Every branch below depends on the step only, so all ranks take it together.
+                if step % cfg.log_every == 0 or last:
+                    means = rtm.all_mean(rt, sums / count)
+                    if rt.is_main:
+                        self.log_scalars(dict(zip(LOSS_TERMS, means.tolist())), busy / count,
+                                         bar)
+                    sums.zero_()
+                    count, busy = 0, 0.0
+                if step % cfg.checkpoint_every == 0 or last:
+                    self.checkpoint(bar)
+                if rt.is_main and (step % cfg.val_every == 0 or step == cfg.steps):
+                    self.validate(bar)
+                if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.steps):
+                    self.samples()
+        rtm.barrier(rt)  # every rank returns once the last files are written
+
+    def log_scalars(self, losses: dict[str, float], step_s: float, bar: Any) -> None:
+        state, w = self.state, self.writer
+        step = state.step
+        for k, v in losses.items():
+            w.add_scalar(f"loss/{k}", v, step)
+        w.add_scalar("lr/g", state.sched_g.get_last_lr()[0], step)
+        w.add_scalar("lr/d", state.sched_d.get_last_lr()[0], step)
+        w.add_scalar("time/step_s", step_s, step)
+        windows = 2 * state.config.batch_size * self.rt.world_size
+        w.add_scalar("time/windows_per_s", windows / max(step_s, 1e-9), step)
+        bar.set_postfix(g=f"{losses['g_total']:.3f}", d=f"{losses['d_total']:.3f}",
+                        cyc=f"{(losses['cycle_a'] + losses['cycle_b']) / 2:.3f}")
+
+    def validate(self, bar: Any) -> None:
+        if self.val is None:
+            return
+        state = self.state
+        metrics = validate(state.g_ab, state.g_ba, *self.val, classifier=self.clf,
+                           a=self.dom_a, b=self.dom_b, device=state.device)
+        for k, v in metrics.items():
+            self.writer.add_scalar(f"val/{k}", v, state.step)
+        self.writer.flush()
+        text = (f"step {state.step}: val cycle {metrics['cycle_a']:.4f}/{metrics['cycle_b']:.4f}"
+                f" identity {metrics['identity_a']:.4f}/{metrics['identity_b']:.4f}"
+                f" change {metrics['change_ab']:.4f}/{metrics['change_ba']:.4f}")
+        if self.clf is not None:
+            text += (f" p(target) {metrics['p_target_ab']:.2f}/{metrics['p_target_ba']:.2f}"
+                     f" (unconverted {metrics['p_target_ab_input']:.2f}/"
+                     f"{metrics['p_target_ba_input']:.2f})")
+        rtm.say(bar, text + "  (a/b: a->b / b->a)")
+
+    @torch.no_grad()
+    def samples(self) -> None:
+        """Images of input / converted / cycled mels and audio of input / converted."""
+        state, w, step = self.state, self.writer, self.state.step
+        g_ab, g_ba = unwrap(state.g_ab), unwrap(state.g_ba)
+        if self.val is not None:
+            firsts = (self.val[0][:1], self.val[1][:1])
+        else:  # no held-out data: show a training window
+            firsts = (self.samplers[0].windows[0][0][None], self.samplers[1].windows[0][0][None])
+        modes = g_ab.training, g_ba.training
+        g_ab.eval()
+        g_ba.eval()
+        try:
+            for name, x, there, back in (("a2b", firsts[0], g_ab, g_ba),
+                                         ("b2a", firsts[1], g_ba, g_ab)):
+                x = x.to(state.device).float()
+                fake = there(x)
+                rec = back(fake)
+                for tag, m in (("input", x), ("converted", fake), ("cycled", rec)):
+                    w.add_image(f"{name}/{tag}", rtm.mel_image(m[0]), step)
+                for tag, m in (("input", x), ("converted", fake)):
+                    wav = mel_to_wav(m[0].cpu(), self.mel)
+                    w.add_audio(f"{name}/{tag}", rtm.peak_normalise(wav)[None], step,
+                                sample_rate=self.mel.sample_rate)
+        finally:
+            g_ab.train(modes[0])
+            g_ba.train(modes[1])
+        w.flush()
+
+    # ---- checkpoints
+
+    def checkpoint(self, bar: Any) -> None:
+        """Gather every rank's random streams and pools; rank 0 writes both files."""
+        state, rt = self.state, self.rt
+        sampler_a, sampler_b = self.samplers
+        mine = {"rng": rtm.rng_state(state.device), "sampler_a": sampler_a.state_dict(),
+                "sampler_b": sampler_b.state_dict(), "pool_a": state.pool_a.state_dict(),
+                "pool_b": state.pool_b.state_dict()}
+        ranks = rtm.gather_to_main(rt, mine)
+        if not rt.is_main:
+            return
+        dataset = self.manifest.get("dataset", {})
+        prov = provenance(
+            dataset=str(self.data), steps=state.step,
+            train_seconds=self.seconds_before + time.perf_counter() - self.started,
+            data_kind=dataset.get("kind"), data_source=dataset.get("source"),
+            data_created=self.manifest.get("created"), processes=rt.world_size,
+            device=state.device.type, precision=state.precision.name)
+        payload = converter_payload(g_ab=state.g_ab, g_ba=state.g_ba, config=self.gcfg,
+                                    mel_config=self.mel, a=self.dom_a, b=self.dom_b,
+                                    provenance=prov)
+        write_checkpoint(self.out / INFERENCE_FILE, payload)
+        resume = {
+            "step": state.step,
+            "train_config": state.config.to_dict(),
+            "discriminator_config": self.dcfg.to_dict(),
+            "d_a": cpu_state_dict(state.d_a),
+            "d_b": cpu_state_dict(state.d_b),
+            "opt_g": rtm.to_cpu(state.opt_g.state_dict()),
+            "opt_d": rtm.to_cpu(state.opt_d.state_dict()),
+            "sched_g": state.sched_g.state_dict(),
+            "sched_d": state.sched_d.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+            "ranks": ranks,
+        }
+        write_checkpoint(self.out / RESUME_FILE, {**payload, "role": "resume", "resume": resume})
+        rtm.say(bar, f"step {state.step}: wrote {self.out / INFERENCE_FILE} and "
+                     f"{self.out / RESUME_FILE}")
