@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont ffmpeg portaudio19-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install sysdeps demo test bench clean
+.PHONY: install sysdeps demo test default-models clean
 
 install: $(STAMP)
 
@@ -37,6 +37,39 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The shipped default models: synthetic corpus -> mel shards -> classifier -> one converter
+# per genre (rest -> genre), trained two at a time (one per core), then exported as float16
+# inference files into checkpoints/. Every step resumes where it stopped: run it again after an
+# interruption. Sizes are chosen to fit about 2.5 hours on 2 CPU cores.
+GENRES ?= classical jazz rock electronic hiphop
+SYNTH_TUNES ?= 200
+SYNTH_SECONDS ?= 30
+CLASSIFIER_STEPS ?= 600
+CONVERTER_STEPS ?= 3000
+JOBS ?= 2
+DATA ?= data
+RUNS ?= runs
+MODELS ?= checkpoints
+GS := $(CURDIR)/$(BIN)/genreshift
+
+default-models: install
+	@set -e; \
+	if [ ! -f $(DATA)/synth/metadata.csv ]; then \
+	  $(GS) data synth --out $(DATA)/synth --tunes $(SYNTH_TUNES) --seconds $(SYNTH_SECONDS) --seed 0 --force; fi; \
+	$(GS) data tensors --source $(DATA)/synth --out $(DATA)/synth_mel; \
+	$(GS) train classifier --data $(DATA)/synth_mel --out $(RUNS)/classifier \
+	  --steps $(CLASSIFIER_STEPS) --checkpoint-every 200 --val-every 200 --threads 1 --resume -q; \
+	echo $(GENRES) | tr ' ' '\n' | xargs -P $(JOBS) -I{} sh -c \
+	  '$(GS) train cyclegan --data $(DATA)/synth_mel --a rest --b {} --out $(RUNS)/rest-{} \
+	     --classifier $(RUNS)/classifier/classifier.pt --steps $(CONVERTER_STEPS) \
+	     --checkpoint-every 250 --val-every 500 --threads 1 --resume -q \
+	     > $(RUNS)/rest-{}.log 2>&1 || { echo "training rest -> {} failed: see $(RUNS)/rest-{}.log"; exit 1; }'; \
+	mkdir -p $(MODELS); \
+	$(GS) train export $(RUNS)/classifier/classifier.pt $(MODELS)/classifier.pt --half --force; \
+	for g in $(GENRES); do \
+	  $(GS) train export $(RUNS)/rest-$$g/converter.pt $(MODELS)/rest-to-$$g.pt --half --force; done; \
+	ls -l $(MODELS)/*.pt
 
 clean:
 	rm -rf $(VENV) out
