@@ -1,0 +1,602 @@
+"""Reference mode: make a song sound like a reference recording, with no trained model.
+
+The song's normalised log-mel is optimised, starting from the song itself, so that the Gram
+matrices of random 1-D convolutional features (genreshift.models.gram) match the reference's,
+while a content term (the same features, frame by frame, against the song's) keeps the
+song's structure. Both see the log-mel less its mean (gram.centre_level): a style is a pattern
+of relative levels, not a playback volume, and the pipeline matches loudness at the end anyway.
+Each window's mean power is restored after optimising, so that loudness match has little to
+do. The result is a log-mel in [-1, 1] that the shared pipeline turns back into audio
+(Griffin-Lim from the song's own phase, loudness matched).
+
+Long songs are optimised window by window (genreshift.inference.chunking) against the one
+style target computed from the whole reference, so memory does not grow with the song.
+
+Stereo: the *mid* (the channels' mean, taken in the STFT domain) is optimised, and the change
+it receives, a per-band, per-frame gain in dB, is applied to every channel. That keeps the
+stereo image (the level differences between channels in each band and frame are untouched),
+costs one optimisation instead of one per channel, and suits the style target, which is the
+reference's mono mix. Optimising each channel on its own would let the two optimisations
+drift apart and smear the image, at twice the cost.
+
+``baseline_gram_transfer`` is the published method this is measured against (Ulyanov &
+Lebedev's audio style transfer code): linear STFT log-magnitudes log(1 + |X|) as channels, one
+random convolution layer of 4096 filters of width 11, 300 optimiser steps from noise,
+Griffin-Lim from random phase.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genreshift import audio as gaudio
+from genreshift import spectral
+from genreshift.errors import AudioError, GenreshiftError
+from genreshift.inference import chunking
+from genreshift.inference.pipeline import (
+    SILENCE_LUFS,
+    Analysis,
+    ReconstructionConfig,
+    analyse,
+    load_song,
+    synthesise,
+)
+from genreshift.models import gram
+from genreshift.models.gram import FeatureConfig
+from genreshift.spectral import MelConfig
+
+# Defaults: a 30 s song converts end to end in <= 30 s on the project's 2-core CPU
+# (benchmarks/reference_speed.py measures it).
+DEFAULT_STYLE_WEIGHT = 1.0
+DEFAULT_CONTENT_WEIGHT = 0.5
+# L-BFGS evaluations per window. On the benchmark's clips the loss stops falling after ~15
+# (the style and content terms balance); 30 leaves room for harder pairs.
+DEFAULT_STEPS = 30
+DEFAULT_OPTIMIZER = "lbfgs"
+# Adam step in normalised log-mel units (the range is [-1, 1]): at 0.05, 30 steps reach what
+# L-BFGS reaches; 0.02 stops well short.
+DEFAULT_ADAM_LR = 0.05
+# L-BFGS memory: each pair is two copies of the window's log-mel; 10 pairs is plenty for 30
+# steps and keeps memory at a few MB per 30 s window.
+LBFGS_HISTORY = 10
+
+# Windows of ~32 s, so a 30 s song is optimised in one piece; longer songs go window by window,
+# cross-faded over ~3 s. The margin keeps the fade off the frames next to a window's edge,
+# which the widest filters (in frames) see less of.
+WINDOW_SECONDS = 32.0
+OVERLAP_SECONDS = 3.0
+MARGIN_EXTRA_FRAMES = 3
+
+
+def window_frames(cfg: MelConfig, seconds: float = WINDOW_SECONDS) -> int:
+    """Frames of a reference-mode window at the given analysis settings."""
+    return math.ceil(seconds * cfg.sample_rate / cfg.hop_length)
+
+
+MIN_REFERENCE_SECONDS = 1.0
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' takes CUDA when present; 'cuda' without a GPU is a clear error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GenreshiftError("--device cuda: no CUDA device is available here; use --device cpu "
+                              "or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise GenreshiftError(f"unknown device '{device}'; choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def _as_batch(mel: torch.Tensor, what: str) -> torch.Tensor:
+    """[n_mels, frames] or [..., n_mels, frames] -> [batch, n_mels, frames]."""
+    if mel.dim() < 2:
+        raise GenreshiftError(f"{what} must be a log-mel [..., n_mels, frames], got shape "
+                              f"{tuple(mel.shape)}")
+    return mel.reshape(-1, *mel.shape[-2:])
+
+
+def style_targets(style_mel: torch.Tensor, filters: tuple[torch.Tensor, ...], *,
+                  chunk_frames: int = 4096) -> list[torch.Tensor]:
+    """Gram targets [1, filters, filters] per bank of a reference log-mel [..., n_mels, frames]
+    (leading axes are averaged: a stereo reference counts as its channels' mean Gram),
+    computed in pieces so a long reference needs bounded memory."""
+    x = _as_batch(style_mel, "the reference")
+    grams = gram.gram_matrices_chunked(gram.centre_level(x), filters, chunk_frames=chunk_frames)
+    return [g.mean(dim=0, keepdim=True) for g in grams]
+
+
+def _optimise_window(
+    x0: torch.Tensor,
+    targets: list[torch.Tensor],
+    filters: tuple[torch.Tensor, ...],
+    *,
+    style_weight: float,
+    content_weight: float,
+    steps: int,
+    optimizer: str,
+    lr: float,
+    db_range: float,
+    on_eval,
+) -> tuple[torch.Tensor, dict]:
+    """Optimise one window [batch, n_mels, frames] from x0; returns it and its losses."""
+    with torch.no_grad():
+        content = gram.features(gram.centre_level(x0), filters)
+        # The raw style distance spans orders of magnitude between pairs (~0.01 between two
+        # songs of one genre, ~100 between a sparse and a dense texture); dividing by its value
+        # at the start makes style_weight : content_weight mean the same for every pair.
+        start = float(gram.style_loss([gram.gram_matrix(f) for f in content], targets))
+    scale = 1.0 / max(start, 1e-12)
+    x = x0.detach().clone().requires_grad_(True)
+    last: dict[str, float] = {}
+
+    def objective() -> torch.Tensor:
+        # The features see the log-mel clamped to its valid range, so values pushed past +-1
+        # stop mattering (and are clamped away at the end) instead of faking extra level.
+        feats = gram.features(gram.centre_level(x.clamp(-1.0, 1.0)), filters)
+        s = gram.style_loss([gram.gram_matrix(f) for f in feats], targets)
+        c = gram.content_loss(feats, content)
+        loss = style_weight * scale * s + content_weight * c
+        last.update(style=s.item(), content=c.item(), total=loss.item())
+        return loss
+
+    evals = 0
+    if optimizer == "lbfgs":
+        # max_eval bounds the work: `steps` counts loss + gradient evaluations, the unit of cost.
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, max_eval=steps,
+                                history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)
+
+        def closure() -> torch.Tensor:
+            nonlocal evals
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            evals += 1
+            on_eval()
+            return loss
+
+        opt.step(closure)
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            objective().backward()
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(-1.0, 1.0)
+            evals += 1
+            on_eval()
+    out = _match_power(x.detach().clamp(-1.0, 1.0), x0, db_range)
+    return out, {"evaluations": evals, **last}
+
+
+def _match_power(y: torch.Tensor, x0: torch.Tensor, db_range: float) -> torch.Tensor:
+    """Shift y [batch, n_mels, frames] (normalised log-mel) so its mean mel power is x0's.
+
+    The losses see level-free (centred) log-mels, so the optimiser leaves the overall level
+    wherever it happens to be; meanwhile it typically lowers the loud bins and raises the
+    quiet ones of a sparse song (or the reverse), which moves the loudness by tens of dB. The
+    pipeline's loudness match would then apply that much gain, into its limiter. Restoring the
+    window's mean power costs nothing in either loss and keeps the song's dynamics from window
+    to window.
+    """
+    def power_db(m: torch.Tensor) -> torch.Tensor:
+        db = (m + 1.0) * (db_range / 2.0)  # dB above the floor; the floor cancels below
+        return 10.0 * torch.log10(torch.pow(10.0, db / 10.0).mean(dim=(-2, -1), keepdim=True))
+
+    shift_db = power_db(x0) - power_db(y)
+    return (y + shift_db * (2.0 / db_range)).clamp(-1.0, 1.0)
+
+
+def reference_transfer(
+    content_mel: torch.Tensor,
+    style_mel: torch.Tensor,
+    *,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    lr: float = DEFAULT_ADAM_LR,
+    feature_config: FeatureConfig | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    margin: int | None = None,
+    mel_config: MelConfig = MelConfig(),
+) -> tuple[torch.Tensor, dict]:
+    """Gram-matrix style transfer on normalised log-mels.
+
+    ``content_mel`` [..., n_mels, frames] (the song; leading axes are independent songs or
+    channels) is optimised toward the style of ``style_mel`` [..., n_mels, ref_frames] (any
+    length: Grams are time averages). Returns (log-mel like ``content_mel`` in [-1, 1], stats),
+    where stats holds the style and content losses of the whole output before and after, the
+    loss + gradient evaluations spent and the wall time. ``seed`` draws the random filters
+    (unless ``feature_config`` is given): same seed and inputs, same output. ``steps`` is per
+    window: songs longer than ``window`` frames (default ~32 s at ``mel_config``'s rate and
+    hop) are optimised window by window, overlapping by ``overlap`` frames (~3 s), and
+    cross-faded ``margin`` frames (widest filter + 3) away from window edges.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise GenreshiftError(f"unknown optimizer '{optimizer}'; choose {' or '.join(OPTIMIZERS)}")
+    if steps < 0:
+        raise GenreshiftError(f"--steps must be >= 0, got {steps}")
+    if style_weight < 0 or content_weight < 0:
+        raise GenreshiftError(f"style and content weights must be >= 0, got {style_weight}, "
+                              f"{content_weight}")
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    shape = content_mel.shape
+    x = _as_batch(content_mel, "the song").to(dev, torch.float32)
+    s = _as_batch(style_mel, "the reference").to(dev, torch.float32)
+    cfg = feature_config or FeatureConfig(in_channels=x.shape[-2], seed=seed)
+    if cfg.in_channels != x.shape[-2] or s.shape[-2] != x.shape[-2]:
+        raise GenreshiftError(f"mel bins differ: song {x.shape[-2]}, reference {s.shape[-2]}, "
+                              f"features {cfg.in_channels}; analyse both with one MelConfig")
+    widest = cfg.max_width
+    for name, m in (("song", x), ("reference", s)):
+        if m.shape[-1] < widest:
+            raise GenreshiftError(f"the {name} has only {m.shape[-1]} frames; reference mode "
+                                  f"needs at least {widest} ({widest} x hop samples)")
+    window = window_frames(mel_config) if window is None else window
+    overlap = window_frames(mel_config, OVERLAP_SECONDS) if overlap is None else overlap
+    margin = widest + MARGIN_EXTRA_FRAMES if margin is None else margin
+    filters = gram.random_filters(cfg, dev)
+    targets = style_targets(s, filters, chunk_frames=window)
+
+    n_windows = len(chunking.plan_windows(x.shape[-1], window, overlap, margin))
+    bar = tqdm(total=steps * n_windows * x.shape[0], desc="reference", unit="step",
+               disable=not progress, leave=False)
+    per_window: list[dict] = []
+
+    def run(win: torch.Tensor) -> torch.Tensor:
+        out, info = _optimise_window(
+            win, targets, filters, style_weight=style_weight, content_weight=content_weight,
+            steps=steps, optimizer=optimizer, lr=lr,
+            db_range=mel_config.db_max - mel_config.db_min, on_eval=lambda: bar.update(1))
+        per_window.append(info)
+        return out
+
+    outs = []
+    with torch.no_grad():
+        before = float(gram.style_loss(gram.gram_matrices_chunked(gram.centre_level(x), filters,
+                                                                  chunk_frames=window), targets))
+    for i in range(x.shape[0]):  # channels / songs one at a time: memory of one
+        outs.append(chunking.apply_windowed(run, x[i:i + 1], window=window, overlap=overlap,
+                                            margin=margin))
+    bar.close()
+    y = torch.cat(outs).clamp(-1.0, 1.0)
+    with torch.no_grad():
+        grams_after = gram.gram_matrices_chunked(gram.centre_level(y), filters,
+                                                 chunk_frames=window)
+        after = float(gram.style_loss(grams_after, targets))
+        content_after = float(gram.content_loss_chunked(gram.centre_level(y), gram.centre_level(x),
+                                                        filters, chunk_frames=window))
+    stats = {
+        "style_loss_initial": before,
+        "style_loss_final": after,
+        "content_loss_final": content_after,
+        "evaluations": sum(w["evaluations"] for w in per_window),
+        "windows": n_windows,
+        "optimizer": optimizer,
+        "steps": steps,
+        "style_weight": style_weight,
+        "content_weight": content_weight,
+        "seed": seed,
+        "features": cfg.to_dict(),
+        "device": str(dev),
+        "seconds": time.perf_counter() - t0,
+    }
+    return y.reshape(shape).to(content_mel.device), stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _check_reference_length(path: Path, seconds: float) -> None:
+    if seconds < MIN_REFERENCE_SECONDS:
+        raise AudioError(
+            f"{path}: reference is too short ({seconds:.2f} s); reference mode needs at least "
+            f"{MIN_REFERENCE_SECONDS:g} s of the style to imitate, give a longer reference"
+        )
+
+
+def check_reference(path: str | Path) -> None:
+    """Fail fast, from the file's header alone, on a reference that is missing, unreadable or
+    too short (silence is found only once it is decoded, by load_reference)."""
+    info = gaudio.audio_info(path)
+    _check_reference_length(Path(path), info.duration)
+
+
+def load_reference(path: str | Path, cfg: MelConfig, *, device: str | torch.device = "cpu",
+                   target_lufs: float | None = None) -> tuple[torch.Tensor, float]:
+    """The reference's mono mix as a log-mel [n_mels, frames] and its duration in seconds.
+
+    With ``target_lufs`` (the song's loudness) the reference is first scaled to it. The style
+    statistics ignore the overall level (gram.centre_level), but the log-mel has a fixed floor
+    and ceiling: a reference much quieter than the song would lose its quiet detail to the
+    floor, a much louder one its peaks to the ceiling.
+    Refuses references that cannot carry a style: shorter than MIN_REFERENCE_SECONDS, silent.
+    """
+    path = Path(path)
+    audio, sr = gaudio.load_audio(path, mono=True)
+    seconds = audio.shape[-1] / sr
+    _check_reference_length(path, seconds)
+    lufs = gaudio.integrated_loudness(audio, sr)
+    if not np.isfinite(lufs) or lufs < SILENCE_LUFS:
+        raise AudioError(f"{path}: reference is silent (no part louder than {SILENCE_LUFS:g} "
+                         "LUFS); it has no style to imitate, give another reference")
+    if target_lufs is not None and np.isfinite(target_lufs):
+        audio = audio * np.float32(10.0 ** ((target_lufs - lufs) / 20.0))
+    at_rate = gaudio.resample(audio, sr, cfg.sample_rate)
+    wav = torch.from_numpy(np.ascontiguousarray(at_rate[0])).to(device)
+    return spectral.wav_to_mel(wav, cfg), seconds
+
+
+def mid_mel(analysis: Analysis) -> torch.Tensor:
+    """Log-mel [n_mels, frames] of the channels' mean (the mid), from the input's STFT."""
+    return spectral.magnitude_to_mel(analysis.spec.mean(dim=0).abs(), analysis.mel_config)
+
+
+def apply_mid_change(mel: torch.Tensor, mid_before: torch.Tensor, mid_after: torch.Tensor
+                     ) -> torch.Tensor:
+    """Give every channel of ``mel`` [channels, n_mels, frames] the change the mid received.
+
+    The normalised log-mel is linear in dB, so the difference is a per-band, per-frame gain;
+    adding it to every channel keeps their level differences (the stereo image).
+    """
+    return (mel + (mid_after - mid_before).unsqueeze(0)).clamp(-1.0, 1.0)
+
+
+def synthesise_any_length(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfig
+                          ) -> np.ndarray:
+    """pipeline.synthesise with Griffin-Lim chunked past chunking.GL_WINDOW_FRAMES, so a long
+    song's reconstruction memory stays bounded; pipeline.synthesise itself for shorter songs."""
+    cfg = analysis.mel_config
+    if mel.shape[-1] <= chunking.GL_WINDOW_FRAMES:
+        return synthesise(mel, analysis, recon)
+    phase = analysis.spec if recon.init == "phase" else None
+    wav = chunking.mel_to_wav_chunked(mel, cfg, method=recon.method, n_iter=recon.n_iter,
+                                      phase=phase, momentum=recon.momentum,
+                                      length=analysis.samples, seed=recon.seed,
+                                      window=chunking.GL_WINDOW_FRAMES)
+    out = gaudio.resample(wav.detach().cpu().numpy().astype(np.float32), cfg.sample_rate,
+                          analysis.source_sr)
+    n = analysis.source.shape[-1]
+    out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
+    return gaudio.match_loudness(out, analysis.source_sr, analysis.source, analysis.source_sr)
+
+
+def convert_reference_file(
+    src: str | Path,
+    ref: str | Path,
+    dst: str | Path,
+    *,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    device: str = "auto",
+    mel_config: MelConfig = MelConfig(),
+    recon: ReconstructionConfig = ReconstructionConfig(),
+    fmt: str | None = None,
+    bit_depth: str | None = None,
+    force: bool = False,
+    mono: bool = False,
+    sr: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Convert ``src`` to sound like ``ref`` and write ``dst``; returns a summary with per-stage
+    timings in seconds and the style/content losses. Every input is checked before any work,
+    and nothing is written on failure (save_audio writes atomically, last)."""
+    fmt = gaudio.output_format(dst, fmt)
+    dst = Path(dst)
+    if dst.exists() and not force:
+        raise AudioError(f"{dst}: already exists; pass --force to overwrite it")
+    if optimizer not in OPTIMIZERS:
+        raise GenreshiftError(f"unknown optimizer '{optimizer}'; choose {' or '.join(OPTIMIZERS)}")
+    if steps < 0 or style_weight < 0 or content_weight < 0:
+        raise GenreshiftError("--steps, --style-weight and --content-weight must be >= 0")
+    if sr is not None and sr <= 0:
+        raise GenreshiftError(f"--sr must be a positive sample rate, got {sr}")
+    dev = resolve_device(device)
+    check_reference(ref)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    audio, in_sr = load_song(src, mono=mono)
+    timings["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    song_lufs = gaudio.integrated_loudness(audio, in_sr)
+    style_mel, ref_seconds = load_reference(ref, mel_config, device=dev, target_lufs=song_lufs)
+    timings["reference"] = time.perf_counter() - t
+    t = time.perf_counter()
+    analysis = analyse(audio, in_sr, mel_config, dev)
+    mid = mid_mel(analysis)
+    timings["mel"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mid_out, stats = reference_transfer(
+        mid, style_mel, style_weight=style_weight, content_weight=content_weight, steps=steps,
+        seed=seed, optimizer=optimizer, device=dev, progress=progress, mel_config=mel_config)
+    mel_out = apply_mid_change(analysis.mel, mid, mid_out)
+    timings["optimise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out = synthesise_any_length(mel_out, analysis, recon)
+    timings["reconstruction"] = time.perf_counter() - t
+    out_sr = in_sr
+    if sr is not None and sr != in_sr:
+        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, sr), sr)
+        out_sr = sr
+    t = time.perf_counter()
+    written = gaudio.save_audio(dst, out, out_sr, fmt=fmt, bit_depth=bit_depth, force=force,
+                                protect=(src, ref))
+    timings["write"] = time.perf_counter() - t
+    return {
+        "input": str(src),
+        "reference": str(ref),
+        "output": str(written),
+        "mode": "reference",
+        "sample_rate": out_sr,
+        "channels": int(out.shape[0]),
+        "duration_s": out.shape[-1] / out_sr,
+        "reference_duration_s": ref_seconds,
+        "stereo": "mid-gain" if analysis.mel.shape[0] > 1 else "mono",
+        "style_loss_initial": round(stats["style_loss_initial"], 6),
+        "style_loss_final": round(stats["style_loss_final"], 6),
+        "content_loss_final": round(stats["content_loss_final"], 6),
+        "evaluations": stats["evaluations"],
+        "windows": stats["windows"],
+        "settings": {k: stats[k] for k in ("optimizer", "steps", "style_weight",
+                                           "content_weight", "seed", "device")},
+        "reconstruction": asdict(recon),
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The published baseline
+
+BASELINE_N_FFT = 2048
+BASELINE_HOP = 512  # librosa's default for n_fft 2048, which the published code relies on
+BASELINE_FILTERS = 4096
+BASELINE_WIDTH = 11
+BASELINE_STEPS = 300
+BASELINE_ALPHA = 1e-2  # the published content weight (ALPHA)
+BASELINE_GL_ITERS = 500
+# Adam step size, in log(1 + |X|) units. The published notebook defines learning_rate = 1e-3
+# but optimises with L-BFGS-B (maxiter 300), so the issue's "300 Adam steps" needs a step size
+# of its own: a sweep (generated 1 s clips, 300 steps, objective reached) gave 1523 at 0.01,
+# 706 at 0.03, 303 at 0.1 and 628 at 0.3. At 1e-3 (not run) no value could move more than
+# ~0.3 in 300 steps, far short of log-magnitudes of several units.
+BASELINE_ADAM_LR = 0.1
+
+
+def baseline_feature_config(seed: int = 0, n_fft: int = BASELINE_N_FFT) -> FeatureConfig:
+    """The published extractor: one bank of 4096 random filters, width 11, over all linear
+    STFT bins, with the published filter std sqrt(2) * sqrt(2 / ((bins + filters) * width))."""
+    bins = n_fft // 2 + 1
+    std = math.sqrt(2.0) * math.sqrt(2.0 / ((bins + BASELINE_FILTERS) * BASELINE_WIDTH))
+    return FeatureConfig(in_channels=bins, widths=(BASELINE_WIDTH,), filters=BASELINE_FILTERS,
+                         seed=seed, std=std)
+
+
+def baseline_mel_config(sample_rate: int = 22_050) -> MelConfig:
+    """genreshift's STFT with the published framing (n_fft 2048, hop 512)."""
+    return MelConfig(sample_rate=sample_rate, n_fft=BASELINE_N_FFT, hop_length=BASELINE_HOP)
+
+
+def baseline_spectrogram(wav: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """[samples] -> log(1 + |X|) [n_freq, frames] with |X| in librosa's (unscaled) units."""
+    unscale = float(torch.hann_window(cfg.n_fft, dtype=torch.float64).sum()) / 2.0
+    return torch.log1p(spectral.stft(wav, cfg).abs() * unscale)
+
+
+def baseline_gram_transfer(
+    content_wav: torch.Tensor,
+    style_wav: torch.Tensor,
+    *,
+    sample_rate: int = 22_050,
+    steps: int = BASELINE_STEPS,
+    optimizer: str = "adam",
+    lr: float = BASELINE_ADAM_LR,
+    alpha: float = BASELINE_ALPHA,
+    gl_iters: int = BASELINE_GL_ITERS,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """The published audio style transfer method, for comparison. Mono waveforms [samples]
+    at ``sample_rate`` -> (waveform [samples of content], stats).
+
+    As published: the objective is alpha * ||F(x) - F(c)||^2 + ||G(x) - G(s)||^2 (absolute,
+    summed), x starts from noise of std 1e-3, and the result's magnitudes exp(x) - 1 are
+    inverted by classic Griffin-Lim from random phase. Departures: Grams are divided by each
+    clip's own number of positions (the published code divides the style's by the content's
+    length), magnitudes are floored at 0, and ``optimizer`` 'adam' runs ``steps`` Adam steps
+    (the issue's specification) while 'lbfgs' runs ``steps`` L-BFGS evaluations, closer to the
+    published L-BFGS-B.
+    """
+    dev = resolve_device(device)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    cfg = baseline_mel_config(sample_rate)
+    c = baseline_spectrogram(content_wav.to(dev, torch.float32), cfg)[None]
+    s = baseline_spectrogram(style_wav.to(dev, torch.float32), cfg)[None]
+    fcfg = baseline_feature_config(seed, cfg.n_fft)
+    filters = gram.random_filters(fcfg, dev)
+    with torch.no_grad():
+        content_feats = gram.features(c, filters)
+        style_grams = gram.gram_matrices(s, filters)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = (torch.randn(c.shape, generator=gen) * 1e-3).to(dev).requires_grad_(True)
+    timings["features"] = time.perf_counter() - t
+
+    def objective() -> torch.Tensor:
+        feats = gram.features(x, filters)
+        content = sum((f - cf).pow(2).sum() for f, cf in zip(feats, content_feats))
+        style = sum((gram.gram_matrix(f) - g).pow(2).sum() for f, g in zip(feats, style_grams))
+        return alpha * content + style
+
+    t = time.perf_counter()
+    bar = tqdm(total=steps, desc="baseline", unit="step", disable=not progress, leave=False)
+    if optimizer == "adam":
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            opt.step()
+            bar.update(1)
+    elif optimizer == "lbfgs":
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=steps, max_eval=steps, history_size=10,
+                                line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                tolerance_change=0.0)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            bar.update(1)
+            return loss
+
+        opt.step(closure)
+    else:
+        raise GenreshiftError(f"unknown optimizer '{optimizer}'; choose adam or lbfgs")
+    bar.close()
+    timings["optimise"] = time.perf_counter() - t
+    with torch.no_grad():
+        result = x.detach()
+        final_objective = float(objective())
+        style_rel = float(gram.style_loss(gram.gram_matrices(result, filters), style_grams))
+        style_rel_initial = float(gram.style_loss(gram.gram_matrices(c, filters), style_grams))
+    t = time.perf_counter()
+    mag = torch.expm1(result[0].clamp_min(0.0)) / (
+        float(torch.hann_window(cfg.n_fft, dtype=torch.float64).sum()) / 2.0)
+    wav = spectral.griffin_lim(mag, cfg, n_iter=gl_iters, phase=None, momentum=0.0,
+                               length=content_wav.shape[-1], seed=seed)
+    timings["reconstruction"] = time.perf_counter() - t
+    stats = {
+        "objective_final": final_objective,
+        "style_loss_final": style_rel,
+        "style_loss_content": style_rel_initial,
+        "optimizer": optimizer,
+        "steps": steps,
+        "lr": lr if optimizer == "adam" else None,
+        "alpha": alpha,
+        "features": {k: v for k, v in fcfg.to_dict().items()},
+        "timings_s": timings,
+    }
+    return wav, stats
