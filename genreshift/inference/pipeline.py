@@ -19,6 +19,7 @@ import torch
 from genreshift import audio as gaudio
 from genreshift import spectral
 from genreshift.errors import AudioError, GenreshiftError
+from genreshift.inference import chunking
 from genreshift.spectral import MelConfig
 
 # BS.1770 integrated loudness needs one 400 ms block; a little more leaves room for gating.
@@ -78,8 +79,12 @@ def synthesise(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfi
     loudness-matched to the input and peak-limited."""
     cfg = analysis.mel_config
     phase = analysis.spec if recon.init == "phase" else None
-    wav = spectral.mel_to_wav(mel, cfg, method=recon.method, n_iter=recon.n_iter, phase=phase,
-                              momentum=recon.momentum, length=analysis.samples, seed=recon.seed)
+    kwargs = dict(method=recon.method, n_iter=recon.n_iter, phase=phase,
+                  momentum=recon.momentum, length=analysis.samples, seed=recon.seed)
+    if mel.shape[-1] <= chunking.GL_WINDOW_FRAMES:
+        wav = spectral.mel_to_wav(mel, cfg, **kwargs)
+    else:  # long songs: Griffin-Lim in overlapping chunks keeps memory bounded
+        wav = chunking.mel_to_wav_chunked(mel, cfg, window=chunking.GL_WINDOW_FRAMES, **kwargs)
     out = gaudio.resample(wav.detach().cpu().numpy().astype(np.float32), cfg.sample_rate,
                           analysis.source_sr)
     n = analysis.source.shape[-1]

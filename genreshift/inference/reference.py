@@ -361,25 +361,6 @@ def apply_mid_change(mel: torch.Tensor, mid_before: torch.Tensor, mid_after: tor
     return (mel + (mid_after - mid_before).unsqueeze(0)).clamp(-1.0, 1.0)
 
 
-def synthesise_any_length(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfig
-                          ) -> np.ndarray:
-    """pipeline.synthesise with Griffin-Lim chunked past chunking.GL_WINDOW_FRAMES, so a long
-    song's reconstruction memory stays bounded; pipeline.synthesise itself for shorter songs."""
-    cfg = analysis.mel_config
-    if mel.shape[-1] <= chunking.GL_WINDOW_FRAMES:
-        return synthesise(mel, analysis, recon)
-    phase = analysis.spec if recon.init == "phase" else None
-    wav = chunking.mel_to_wav_chunked(mel, cfg, method=recon.method, n_iter=recon.n_iter,
-                                      phase=phase, momentum=recon.momentum,
-                                      length=analysis.samples, seed=recon.seed,
-                                      window=chunking.GL_WINDOW_FRAMES)
-    out = gaudio.resample(wav.detach().cpu().numpy().astype(np.float32), cfg.sample_rate,
-                          analysis.source_sr)
-    n = analysis.source.shape[-1]
-    out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
-    return gaudio.match_loudness(out, analysis.source_sr, analysis.source, analysis.source_sr)
-
-
 def convert_reference_file(
     src: str | Path,
     ref: str | Path,
@@ -434,7 +415,7 @@ def convert_reference_file(
     mel_out = apply_mid_change(analysis.mel, mid, mid_out)
     timings["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
-    out = synthesise_any_length(mel_out, analysis, recon)
+    out = synthesise(mel_out, analysis, recon)
     timings["reconstruction"] = time.perf_counter() - t
     out_sr = in_sr
     if sr is not None and sr != in_sr:
