@@ -250,6 +250,55 @@ def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_synth)
 
 
+# --- convert (reference mode) ------------------------------------------------------------
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from genreshift.inference import reference
+
+    _check_sr(args.sr)
+    kwargs = {k: getattr(args, k) for k in ("style_weight", "content_weight", "steps",
+                                            "optimizer") if getattr(args, k) is not None}
+    summary = reference.convert_reference_file(
+        args.input, args.like, args.output, seed=args.seed, device=args.device,
+        recon=_recon_config(args), fmt=args.format, bit_depth=args.bit_depth, force=args.force,
+        mono=args.mono, sr=args.sr, progress=not (args.quiet or args.json), **kwargs,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    elif not args.quiet:
+        t = summary["timings_s"]
+        print(f"wrote {summary['output']} in {sum(t.values()):.2f} s")
+    return EXIT_OK
+
+
+def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="make a song sound like a reference recording (reference mode)",
+        description="Reference mode: the song's log-mel is optimised so that the Gram matrices "
+                    "of random convolutional features match the reference's, while a content "
+                    "term keeps the song's structure. No trained model is needed.")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("--like", required=True, metavar="REF", help="the reference recording")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
+    p.add_argument("--content-weight", type=float,
+                   help="weight of the content term (default 0.5; higher keeps more of the song)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 30)")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto takes CUDA when present")
+    p.add_argument("--iters", type=int, default=None,
+                   help="Griffin-Lim iterations (default 32, chosen in BENCHMARKS.md)")
+    p.add_argument("--init", choices=["phase", "random"], default="phase",
+                   help="start Griffin-Lim from the input's phase (default) or at random")
+    p.add_argument("--gl-method", choices=["mel", "linear"], default="mel",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random features (same seed, "
+                                                       "same output)")
+    _add_output_options(p)
+    p.set_defaults(func=cmd_convert)
+
+
 # --- parser -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruction_options(p)
     _add_output_options(p)
     p.set_defaults(func=cmd_roundtrip)
+
+    _add_convert_parser(sub)
 
     # `genreshift data ...`: dataset preparation subcommands.
     data = sub.add_parser("data", help="prepare datasets (GTZAN, synthetic corpus, mel tensors)")
