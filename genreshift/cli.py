@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import traceback
-from pathlib import Path
 
 from genreshift import __version__
 from genreshift.errors import GenreshiftError
@@ -85,7 +84,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
+def _add_reconstruction_options(p: argparse.ArgumentParser,
+                                seed_help: str = "seed for --init random") -> None:
     p.add_argument("--iters", type=int, default=None,
                    help="Griffin-Lim iterations (default 32, chosen in BENCHMARKS.md)")
     p.add_argument("--init", choices=["phase", "random"], default="phase",
@@ -93,7 +93,7 @@ def _add_reconstruction_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gl-method", choices=["mel", "linear"], default="mel",
                    help="Griffin-Lim projecting onto the log-mel itself (default) or classic "
                         "Griffin-Lim on an estimated linear magnitude")
-    p.add_argument("--seed", type=int, default=0, help="seed for --init random")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
 
 
 def _recon_config(args: argparse.Namespace):
@@ -287,14 +287,8 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto takes CUDA when present")
-    p.add_argument("--iters", type=int, default=None,
-                   help="Griffin-Lim iterations (default 32, chosen in BENCHMARKS.md)")
-    p.add_argument("--init", choices=["phase", "random"], default="phase",
-                   help="start Griffin-Lim from the input's phase (default) or at random")
-    p.add_argument("--gl-method", choices=["mel", "linear"], default="mel",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random features (same seed, "
-                                                       "same output)")
+    _add_reconstruction_options(
+        p, seed_help="seed of the random features and of --init random (same seed, same output)")
     _add_output_options(p)
     p.set_defaults(func=cmd_convert)
 

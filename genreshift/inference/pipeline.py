@@ -103,6 +103,30 @@ def load_song(path: str | Path, *, mono: bool = False) -> tuple[np.ndarray, int]
     return audio, sr
 
 
+def check_output(dst: str | Path, fmt: str | None, force: bool) -> tuple[Path, str]:
+    """Validate the output before any work is done, so a bad -o fails fast.
+    Returns (path, format name)."""
+    fmt = gaudio.output_format(dst, fmt)
+    dst = Path(dst)
+    if dst.exists() and not force:
+        raise AudioError(f"{dst}: already exists; pass --force to overwrite it")
+    return dst, fmt
+
+
+def write_output(out: np.ndarray, in_sr: int, dst: Path, *, sr: int | None, fmt: str,
+                 bit_depth: str | None, force: bool, protect: tuple[str | Path, ...]
+                 ) -> tuple[Path, np.ndarray, int]:
+    """Resample [channels, samples] at ``in_sr`` to ``sr`` if asked (peak-safe again) and
+    write it atomically. Returns (path written, audio written, its rate)."""
+    out_sr = in_sr
+    if sr is not None and sr != in_sr:
+        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, sr), sr)
+        out_sr = sr
+    written = gaudio.save_audio(dst, out, out_sr, fmt=fmt, bit_depth=bit_depth, force=force,
+                                protect=protect)
+    return written, out, out_sr
+
+
 def roundtrip_file(
     src: str | Path,
     dst: str | Path,
@@ -118,11 +142,7 @@ def roundtrip_file(
 ) -> dict:
     """Analyse ``src`` and reconstruct it unchanged into ``dst``; returns a summary with
     per-stage timings in seconds."""
-    # Validate the output before doing any work, so a bad -o fails fast.
-    fmt = gaudio.output_format(dst, fmt)
-    dst = Path(dst)
-    if dst.exists() and not force:
-        raise AudioError(f"{dst}: already exists; pass --force to overwrite it")
+    dst, fmt = check_output(dst, fmt, force)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     audio, in_sr = load_song(src, mono=mono)
@@ -133,13 +153,9 @@ def roundtrip_file(
     t = time.perf_counter()
     out = synthesise(analysis.mel, analysis, recon)
     timings["reconstruction"] = time.perf_counter() - t
-    out_sr = in_sr
-    if sr is not None and sr != in_sr:
-        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, sr), sr)
-        out_sr = sr
     t = time.perf_counter()
-    written = gaudio.save_audio(dst, out, out_sr, fmt=fmt, bit_depth=bit_depth, force=force,
-                                protect=(src,))
+    written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
+                                        force=force, protect=(src,))
     timings["write"] = time.perf_counter() - t
     return {
         "input": str(src),

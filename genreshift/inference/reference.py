@@ -45,8 +45,10 @@ from genreshift.inference.pipeline import (
     Analysis,
     ReconstructionConfig,
     analyse,
+    check_output,
     load_song,
     synthesise,
+    write_output,
 )
 from genreshift.models import gram
 from genreshift.models.gram import FeatureConfig
@@ -384,10 +386,7 @@ def convert_reference_file(
     """Convert ``src`` to sound like ``ref`` and write ``dst``; returns a summary with per-stage
     timings in seconds and the style/content losses. Every input is checked before any work,
     and nothing is written on failure (save_audio writes atomically, last)."""
-    fmt = gaudio.output_format(dst, fmt)
-    dst = Path(dst)
-    if dst.exists() and not force:
-        raise AudioError(f"{dst}: already exists; pass --force to overwrite it")
+    dst, fmt = check_output(dst, fmt, force)
     if optimizer not in OPTIMIZERS:
         raise GenreshiftError(f"unknown optimizer '{optimizer}'; choose {' or '.join(OPTIMIZERS)}")
     if steps < 0 or style_weight < 0 or content_weight < 0:
@@ -417,13 +416,9 @@ def convert_reference_file(
     t = time.perf_counter()
     out = synthesise(mel_out, analysis, recon)
     timings["reconstruction"] = time.perf_counter() - t
-    out_sr = in_sr
-    if sr is not None and sr != in_sr:
-        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, sr), sr)
-        out_sr = sr
     t = time.perf_counter()
-    written = gaudio.save_audio(dst, out, out_sr, fmt=fmt, bit_depth=bit_depth, force=force,
-                                protect=(src, ref))
+    written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
+                                        force=force, protect=(src, ref))
     timings["write"] = time.perf_counter() - t
     return {
         "input": str(src),
