@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages: SoundFonts for the synthetic corpus, ffmpeg for M4A/AAC,
-# portaudio19-dev so that tinysoundfont's PyAudio dependency builds.
-APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont ffmpeg portaudio19-dev
+# portaudio19-dev so that tinysoundfont's PyAudio dependency builds, chromium for the web app's
+# browser test (Playwright drives it; no browser is ever downloaded).
+APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont ffmpeg portaudio19-dev chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install sysdeps demo test default-models clean
@@ -32,22 +33,23 @@ EXAMPLE := examples/example.flac
 
 demo: install
 	@mkdir -p out
-	$(BIN)/genreshift roundtrip $(EXAMPLE) -o out/example_roundtrip.wav --force
-	@echo "demo result: $(CURDIR)/out/example_roundtrip.wav"
+	$(BIN)/genreshift convert $(EXAMPLE) --to jazz -o out/example_jazz.wav \
+	  --plot out/example_jazz.png --force
+	@echo "demo result: $(CURDIR)/out/example_jazz.wav (spectrograms: $(CURDIR)/out/example_jazz.png)"
 
 test: install
 	$(BIN)/python -m pytest -q
 
 # The shipped default models: synthetic corpus -> mel shards -> classifier -> one converter
-# per genre (rest -> genre), trained two at a time (one per core), then exported as float16
-# inference files into checkpoints/. Every step resumes where it stopped: run it again after an
-# interruption. Sizes are chosen to fit about 2.5 hours on 2 CPU cores.
+# per genre (rest -> genre), all trained at once (one thread each, sharing the cores), then
+# exported as float16 inference files into checkpoints/. Every step resumes where it stopped:
+# run it again after an interruption. Sizes are chosen to fit 2.5 hours on 2 CPU cores.
 GENRES ?= classical jazz rock electronic hiphop
 SYNTH_TUNES ?= 200
 SYNTH_SECONDS ?= 30
 CLASSIFIER_STEPS ?= 600
-CONVERTER_STEPS ?= 3000
-JOBS ?= 2
+CONVERTER_STEPS ?= 2500
+JOBS ?= 5
 DATA ?= data
 RUNS ?= runs
 MODELS ?= checkpoints

@@ -128,18 +128,9 @@ def gram_distance(wav: torch.Tensor, ref: torch.Tensor, space: str) -> float:
 
 
 def chroma_similarity(wav: torch.Tensor, song: torch.Tensor) -> float:
-    """Mean frame-by-frame cosine similarity of chroma to the song's (1 = the same harmony,
-    frame for frame): how much of the song's content survived. Same measure as
-    benchmarks/separability.py."""
-    import librosa
-
-    def chroma(x: torch.Tensor) -> np.ndarray:
-        c = librosa.feature.chroma_stft(y=x.numpy(), sr=SR, n_fft=4096, hop_length=2048)
-        return c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-9)
-
-    a, b = chroma(wav), chroma(song)
-    n = min(a.shape[1], b.shape[1])
-    return float((a[:, :n] * b[:, :n]).sum(axis=0).mean())
+    """Mean frame-by-frame chroma cosine similarity to the song (1 = the same harmony, frame
+    for frame): how much of the song's content survived (genreshift.inference.metrics)."""
+    return metrics.chroma_similarity(wav.numpy(), song.numpy(), SR)
 
 
 def mel_distance(wav: torch.Tensor, song: torch.Tensor) -> float:

@@ -35,15 +35,14 @@ def _features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import librosa
 
     from genreshift.audio import load_audio
+    from genreshift.inference import metrics
 
     audio, sr = load_audio(path, mono=True)
     y = audio[0]
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20, n_fft=2048, hop_length=512)
     delta = librosa.feature.delta(mfcc)
     stats = np.concatenate([mfcc.mean(1), mfcc.std(1), delta.mean(1), delta.std(1)])
-    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=4096, hop_length=2048)
-    chroma = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
-    return stats.astype(np.float64), chroma
+    return stats.astype(np.float64), metrics.chroma(y, sr)
 
 
 def _frame_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -250,47 +250,310 @@ def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_synth)
 
 
-# --- convert (reference mode) ------------------------------------------------------------
+# --- convert: trained mode (--to) and reference mode (--like) ------------------------------
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text}: choose a value from 0 (the input, reconstructed) to 1 (the full "
+            "conversion)")
+    return value
+
+
+def _convert_jobs(args: argparse.Namespace, label: str):
+    """[(input, output, plot or None)] for a single file or a batch; checks -o and --plot."""
+    from pathlib import Path
+
+    from genreshift.inference.convert import (
+        batch_output_path,
+        default_output_path,
+        expand_inputs,
+    )
+
+    inputs = expand_inputs(args.inputs)
+    batch = len(inputs) > 1 or any(Path(i).is_dir() for i in args.inputs)
+    plot = args.plot
+    if batch and plot not in (None, "auto"):
+        raise GenreshiftError(f"--plot {plot}: a batch writes one plot per output "
+                              "(<output>.png); give --plot without a path")
+    jobs = []
+    if batch:
+        outdir = Path(args.output) if args.output else None
+        if outdir is not None:
+            if outdir.exists() and not outdir.is_dir():
+                raise GenreshiftError(f"-o {outdir}: several inputs need an output folder, "
+                                      "and this is a file; give a folder (created if missing)")
+            outdir.mkdir(parents=True, exist_ok=True)
+        taken: set[Path] = set()
+        for src in inputs:
+            if outdir is None:
+                dst = default_output_path(src, label, args.format)
+            else:
+                dst = batch_output_path(src, outdir, label, args.format, taken)
+            jobs.append((src, dst, dst.with_suffix(".png") if plot else None))
+        return jobs, True
+    src = inputs[0]
+    if args.output is None:
+        dst = default_output_path(src, label, args.format)
+    elif Path(args.output).is_dir():
+        dst = default_output_path(Path(args.output) / src.name, label, args.format)
+    else:
+        dst = Path(args.output)
+    if plot == "auto":
+        plot = dst.with_suffix(".png")
+    return [(src, dst, Path(plot) if plot else None)], False
+
+
+def _print_summary(summary: dict, say=print) -> None:
+    t = summary["timings_s"]
+    if summary["mode"] == "trained":
+        src = summary["source_genre"] or "unknown genre"
+        how = ("given" if summary["source_given"] else
+               f"detected, p={summary['source_confidence']:.2f}"
+               if summary["source_confidence"] is not None else "not detected")
+        to = ", ".join(f"{x['genre']} {x['weight']:.2f}" if len(summary["targets"]) > 1
+                       else x["genre"] for x in summary["targets"])
+        head = f"{summary['input']}: {src} ({how}) -> {to}"
+        if summary["strength"] < 1:
+            head += f" at strength {summary['strength']:g}"
+    else:
+        head = f"{summary['input']}: like {summary['reference']}"
+    say(f"{head}; wrote {summary['output']} in {sum(t.values()):.2f} s")
+    for note in summary.get("notes", []):
+        say(f"  note: {note}")
+    if summary.get("plot"):
+        say(f"  plot: {summary['plot']}")
+
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from genreshift.inference import reference
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from genreshift.inference import convert as tconv
+    from genreshift.inference.pipeline import check_output
+    from genreshift.inference.plot import check_plot_path, plot_conversion
+    from genreshift.spectral import MelConfig
 
     _check_sr(args.sr)
-    kwargs = {k: getattr(args, k) for k in ("style_weight", "content_weight", "steps",
-                                            "optimizer") if getattr(args, k) is not None}
-    summary = reference.convert_reference_file(
-        args.input, args.like, args.output, seed=args.seed, device=args.device,
-        recon=_recon_config(args), fmt=args.format, bit_depth=args.bit_depth, force=args.force,
-        mono=args.mono, sr=args.sr, progress=not (args.quiet or args.json), **kwargs,
-    )
+    recon = _recon_config(args)
+    if args.to is not None:
+        targets = tuple(tconv.parse_targets(args.to))
+        settings = tconv.TrainedSettings(targets=targets, strength=args.strength,
+                                         source=args.source, window=args.window,
+                                         overlap=tconv.overlap_for(args.window))
+        models = tconv.scan_models(args.models, model_files=args.model or ())
+        tconv.check_genres(models, settings)
+        label = tconv.target_label(targets)
+        cache = tconv.ModelCache(tconv.resolve_device(args.device))
+    else:
+        from genreshift.inference import reference
+
+        reference.check_reference(args.like)
+        label = "like-" + Path(args.like).stem
+        kwargs = {k: getattr(args, k) for k in ("style_weight", "content_weight", "steps",
+                                                "optimizer") if getattr(args, k) is not None}
+    jobs, batch = _convert_jobs(args, label)
+    quiet = args.quiet or args.json
+    summaries, failed = [], []
+    for src, dst, plot in tqdm(jobs, desc="files", unit="file", disable=quiet or not batch):
+        try:
+            check_output(dst, args.format, args.force)
+            if plot is not None:
+                check_plot_path(plot, args.force)
+            common = dict(device=args.device, recon=recon, fmt=args.format,
+                          bit_depth=args.bit_depth, force=args.force, mono=args.mono,
+                          sr=args.sr, progress=not quiet and not batch,
+                          keep_mels=plot is not None)
+            if args.to is not None:
+                summary = tconv.convert_trained_file(src, dst, settings, models=models,
+                                                     cache=cache, **common)
+                cfg = cache.mel_config(tconv.choose_converter(
+                    models, targets[0].genre, summary["source_genre"])[0])
+            else:
+                summary = reference.convert_reference_file(
+                    src, args.like, dst, seed=args.seed, strength=args.strength, **common,
+                    **kwargs)
+                cfg = MelConfig()
+            mels = summary.pop("_mels", None)
+            if plot is not None and mels is not None:
+                title = f"{Path(src).name} -> {label}"
+                plot_conversion(plot, input_mel=mels["input"], output_mel=mels["output"],
+                                reference_mel=mels.get("reference"), cfg=cfg, title=title)
+                summary["plot"] = str(plot)
+        except GenreshiftError as e:
+            if not batch:
+                raise
+            _error(str(e))
+            failed.append({"input": str(src), "error": str(e)})
+            continue
+        summaries.append(summary)
+        if not quiet:
+            _print_summary(summary, tqdm.write if batch else print)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    elif not args.quiet:
-        t = summary["timings_s"]
-        print(f"wrote {summary['output']} in {sum(t.values()):.2f} s")
-    return EXIT_OK
+        print(json.dumps(summaries[0] if not batch else
+                         {"converted": summaries, "failed": failed}, indent=2, default=str))
+    elif batch and not args.quiet:
+        print(f"converted {len(summaries)} of {len(jobs)} files"
+              + (f"; {len(failed)} failed (see above)" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "convert", help="make a song sound like a reference recording (reference mode)",
-        description="Reference mode: the song's log-mel is optimised so that the Gram matrices "
-                    "of random convolutional features match the reference's, while a content "
-                    "term keeps the song's structure. No trained model is needed.")
-    p.add_argument("input", metavar="IN")
-    p.add_argument("--like", required=True, metavar="REF", help="the reference recording")
-    p.add_argument("-o", "--output", required=True, metavar="OUT")
-    p.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
-    p.add_argument("--content-weight", type=float,
-                   help="weight of the content term (default 0.5; higher keeps more of the song)")
-    p.add_argument("--steps", type=int, help="optimisation steps (default 30)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
+        "convert", help="convert songs to another genre (--to) or to sound like a reference "
+                        "recording (--like)",
+        description="Trained mode (--to GENRE): a trained converter maps the song's log-mel "
+                    "to the target genre; the source genre is detected by the classifier "
+                    "(or given with --from). Reference mode (--like REF): the song's log-mel "
+                    "is optimised so that the Gram matrices of random convolutional features "
+                    "match the reference's, while a content term keeps the song; no trained "
+                    "model is needed. Both reconstruct audio from the song's own phase and "
+                    "match its loudness. Several files or folders convert as a batch.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders of them")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--to", metavar="GENRE[:W,...]",
+                      help="target genre, or a blend such as jazz:0.6,rock:0.4 (trained mode)")
+    mode.add_argument("--like", metavar="REF", help="the reference recording (reference mode)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file, or folder for a batch (default: next to each input, "
+                        "named <input>.<genre>.<format>)")
+    p.add_argument("--strength", type=_strength, default=1.0, metavar="S",
+                   help="how far toward the target, 0..1 (default 1; 0 gives the input "
+                        "back, reconstructed)")
+    p.add_argument("--plot", nargs="?", const="auto", metavar="PNG",
+                   help="draw input, reference, output and difference spectrograms (default "
+                        "path: the output's with .png)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto takes CUDA when present")
+    g = p.add_argument_group("trained mode")
+    g.add_argument("--from", dest="source", metavar="GENRE",
+                   help="the input's genre (default: detected by the classifier)")
+    g.add_argument("--model", action="append", metavar="PATH",
+                   help="use this converter checkpoint (repeat for blends) instead of the "
+                        "model folder's")
+    g.add_argument("--models", metavar="DIR",
+                   help="folder of converter checkpoints and classifier.pt (default: "
+                        "$GENRESHIFT_MODELS or the shipped checkpoints/)")
+    g.add_argument("--window", type=_positive_int, default=256, metavar="FRAMES",
+                   help="generator window in mel frames (default 256, ~6 s)")
+    g = p.add_argument_group("reference mode")
+    g.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
+    g.add_argument("--content-weight", type=float,
+                   help="weight of the content term (default 0.5; higher keeps more of the song)")
+    g.add_argument("--steps", type=int, help="optimisation steps (default 30)")
+    g.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
     _add_reconstruction_options(
-        p, seed_help="seed of the random features and of --init random (same seed, same output)")
+        p, seed_help="seed of reference mode's random features and of --init random (same "
+                     "seed, same output)")
     _add_output_options(p)
     p.set_defaults(func=cmd_convert)
+
+
+# --- genres -------------------------------------------------------------------------------
+
+def cmd_genres(args: argparse.Namespace) -> int:
+    from genreshift.inference import convert as tconv
+
+    models = tconv.scan_models(args.models)
+    rows = tconv.describe_models(models)
+    if args.json:
+        print(json.dumps({"targets": rows,
+                          "classifier": str(models.classifier) if models.classifier else None,
+                          "classifier_genres": list(models.classifier_genres),
+                          "skipped": models.skipped}, indent=2))
+        return EXIT_OK
+    where = args.models or tconv.default_models_dir()
+    if not rows:
+        print(f"no converters in {where}; train one with `genreshift train cyclegan` or "
+              "`make default-models`")
+    for r in rows:
+        steps = f", {r['steps']} steps" if r["steps"] is not None else ""
+        print(f"{r['genre']:<12} from {r['from']:<10} {r['model']}{steps}")
+    if models.classifier:
+        print(f"source detection: {models.classifier} "
+              f"({', '.join(models.classifier_genres)})")
+    else:
+        print("source detection: no classifier.pt; pass --from GENRE to convert")
+    for s in models.skipped:
+        print(f"skipped: {s}")
+    return EXIT_OK
+
+
+# --- evaluate -----------------------------------------------------------------------------
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from genreshift.inference import evaluate as ev
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise GenreshiftError(f"{out}: already exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise GenreshiftError(f"--out {out}: folder {out.parent} does not exist")
+    if args.seconds is not None and args.seconds < 1:
+        raise GenreshiftError(f"--seconds {args.seconds}: evaluate at least 1 s per clip")
+    corpus = ev.Corpus.open(args.data)
+    pairs = ev.parse_pairs(args.pairs, corpus.genres())
+    report = ev.evaluate(corpus, args.method, split=args.split, pairs=pairs,
+                         models_dir=args.models, tunes=args.tunes, seconds=args.seconds,
+                         steps=args.steps, seed=args.seed,
+                         progress=not (args.quiet or args.json))
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, out)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
+    elif not args.quiet:
+        m, fl = report["overall"]["method"], report["overall"]["floor"]
+        print(f"{args.method} on {m['clips']} clips of split '{args.split}' "
+              f"({report['tunes']} tunes); the reconstruction floor in brackets:")
+        for key, name, fmt in (("cnn_hit", "transfer (classifier)", "{:.0%}"),
+                               ("judge_hit", "transfer (feature judge)", "{:.0%}"),
+                               ("lsd_db", "LSD to the target rendering (dB)", "{:.2f}"),
+                               ("chroma", "chroma similarity to input", "{:.3f}"),
+                               ("onset_f", "onset F-measure vs input", "{:.3f}"),
+                               ("rtf", "real-time factor", "{:.3f}")):
+            print(f"  {name:<34} {fmt.format(m[key])} ({fmt.format(fl[key])})")
+        print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    from genreshift.inference.evaluate import METHODS
+
+    p = sub.add_parser(
+        "evaluate", help="measure a conversion method on a paired synthetic corpus",
+        description="Runs one method on every (source, target) genre pair of a split of a "
+                    "paired corpus (`genreshift data synth`) and measures transfer (the genre "
+                    "classifier and an independent feature judge), distance to the real "
+                    "rendering in the target genre (LSD), content kept (chroma similarity, "
+                    "onset F-measure) and speed, next to the reconstruction floor.")
+    p.add_argument("--data", required=True, metavar="SYNTHDIR", help="the paired corpus")
+    p.add_argument("--split", default="test", help="the split to evaluate (default test)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--pairs", metavar="SRC:DST,...",
+                   help="genre pairs, e.g. rock:jazz,classical:jazz (default: every pair)")
+    p.add_argument("--models", metavar="DIR",
+                   help="model folder (default: $GENRESHIFT_MODELS or the shipped checkpoints/)")
+    p.add_argument("--tunes", type=_positive_int, metavar="N", help="at most N tunes")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="evaluate the first S seconds of each clip (default: all)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="optimisation steps of reference / gram-baseline (default: each's own)")
+    p.add_argument("--seed", type=int, default=0, help="seed of reference choice and features")
+    p.add_argument("--out", required=True, metavar="REPORT.json")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_evaluate)
 
 
 # --- parser -------------------------------------------------------------------------------
@@ -317,6 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_roundtrip)
 
     _add_convert_parser(sub)
+
+    _add_evaluate_parser(sub)
+
+    p = sub.add_parser("genres", help="list the target genres of the available converters")
+    p.add_argument("--models", metavar="DIR",
+                   help="model folder (default: $GENRESHIFT_MODELS or the shipped checkpoints/)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_genres)
+
+    # `genreshift serve`: the web app (it imports FastAPI only when it runs).
+    from genreshift.web.cli import add_serve_parser
+
+    add_serve_parser(sub)
 
     # `genreshift data ...`: dataset preparation subcommands.
     data = sub.add_parser("data", help="prepare datasets (GTZAN, synthetic corpus, mel tensors)")

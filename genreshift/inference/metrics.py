@@ -6,6 +6,7 @@ the power floor below is an absolute level: -80 dBFS.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from genreshift import spectral
@@ -53,3 +54,22 @@ def mel_lsd(ref_logmel: torch.Tensor, est_logmel: torch.Tensor, cfg: MelConfig) 
     ref_logmel, est_logmel = _match_length(ref_logmel, est_logmel)
     diff = spectral.normalized_to_db(ref_logmel, cfg) - spectral.normalized_to_db(est_logmel, cfg)
     return float(diff.pow(2).mean(dim=-2).sqrt().mean())
+
+
+def chroma(wav: np.ndarray, sr: int) -> np.ndarray:
+    """Chroma [12, frames] (librosa, n_fft 4096, hop 2048) with unit-norm frames."""
+    import librosa
+
+    c = librosa.feature.chroma_stft(y=np.asarray(wav, dtype=np.float32), sr=sr, n_fft=4096,
+                                    hop_length=2048)
+    return c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-9)
+
+
+def chroma_similarity(a: np.ndarray, b: np.ndarray, sr: int) -> float:
+    """Mean frame-by-frame cosine similarity between the chroma of two mono waveforms
+    [samples] at ``sr`` (1: the same harmony, frame for frame): how much of the content
+    survived a conversion. Renderings of one tune in two genres score ~0.8 on the synthetic
+    corpus, different tunes ~0.46 (BENCHMARKS.md, separability)."""
+    ca, cb = chroma(a, sr), chroma(b, sr)
+    n = min(ca.shape[1], cb.shape[1])
+    return float((ca[:, :n] * cb[:, :n]).sum(axis=0).mean())

@@ -73,8 +73,8 @@ def analyse(audio: np.ndarray, sr: int, cfg: MelConfig, device: str | torch.devi
                     mel_config=cfg)
 
 
-def synthesise(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfig
-               ) -> np.ndarray:
+def synthesise(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfig, *,
+               progress: bool = False) -> np.ndarray:
     """Log-mel [channels, n_mels, frames] -> audio [channels, samples] at the input's rate,
     loudness-matched to the input and peak-limited."""
     cfg = analysis.mel_config
@@ -84,12 +84,42 @@ def synthesise(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfi
     if mel.shape[-1] <= chunking.GL_WINDOW_FRAMES:
         wav = spectral.mel_to_wav(mel, cfg, **kwargs)
     else:  # long songs: Griffin-Lim in overlapping chunks keeps memory bounded
-        wav = chunking.mel_to_wav_chunked(mel, cfg, window=chunking.GL_WINDOW_FRAMES, **kwargs)
+        wav = chunking.mel_to_wav_chunked(mel, cfg, window=chunking.GL_WINDOW_FRAMES,
+                                          progress=progress, **kwargs)
     out = gaudio.resample(wav.detach().cpu().numpy().astype(np.float32), cfg.sample_rate,
                           analysis.source_sr)
     n = analysis.source.shape[-1]
     out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
     return gaudio.match_loudness(out, analysis.source_sr, analysis.source, analysis.source_sr)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' takes CUDA when present; 'cuda' without a GPU is a clear error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GenreshiftError("--device cuda: no CUDA device is available here; use --device cpu "
+                              "or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise GenreshiftError(f"unknown device '{device}'; choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def mid_mel(analysis: Analysis) -> torch.Tensor:
+    """Log-mel [n_mels, frames] of the channels' mean (the mid), from the input's STFT."""
+    return spectral.magnitude_to_mel(analysis.spec.mean(dim=0).abs(), analysis.mel_config)
+
+
+def apply_mid_change(mel: torch.Tensor, mid_before: torch.Tensor, mid_after: torch.Tensor
+                     ) -> torch.Tensor:
+    """Give every channel of ``mel`` [channels, n_mels, frames] the change the mid received.
+
+    The normalised log-mel is linear in dB, so the difference is a per-band, per-frame gain;
+    adding it to every channel keeps their level differences (the stereo image).
+    """
+    return (mel + (mid_after - mid_before).unsqueeze(0)).clamp(-1.0, 1.0)
 
 
 def load_song(path: str | Path, *, mono: bool = False) -> tuple[np.ndarray, int]:

@@ -42,11 +42,13 @@ from genreshift.errors import AudioError, GenreshiftError
 from genreshift.inference import chunking
 from genreshift.inference.pipeline import (
     SILENCE_LUFS,
-    Analysis,
     ReconstructionConfig,
     analyse,
+    apply_mid_change,
     check_output,
     load_song,
+    mid_mel,
+    resolve_device,
     synthesise,
     write_output,
 )
@@ -84,20 +86,6 @@ def window_frames(cfg: MelConfig, seconds: float = WINDOW_SECONDS) -> int:
 
 MIN_REFERENCE_SECONDS = 1.0
 OPTIMIZERS = ("lbfgs", "adam")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' takes CUDA when present; 'cuda' without a GPU is a clear error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GenreshiftError("--device cuda: no CUDA device is available here; use --device cpu "
-                              "or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise GenreshiftError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    return torch.device(device)
 
 
 def _as_batch(mel: torch.Tensor, what: str) -> torch.Tensor:
@@ -348,21 +336,6 @@ def load_reference(path: str | Path, cfg: MelConfig, *, device: str | torch.devi
     return spectral.wav_to_mel(wav, cfg), seconds
 
 
-def mid_mel(analysis: Analysis) -> torch.Tensor:
-    """Log-mel [n_mels, frames] of the channels' mean (the mid), from the input's STFT."""
-    return spectral.magnitude_to_mel(analysis.spec.mean(dim=0).abs(), analysis.mel_config)
-
-
-def apply_mid_change(mel: torch.Tensor, mid_before: torch.Tensor, mid_after: torch.Tensor
-                     ) -> torch.Tensor:
-    """Give every channel of ``mel`` [channels, n_mels, frames] the change the mid received.
-
-    The normalised log-mel is linear in dB, so the difference is a per-band, per-frame gain;
-    adding it to every channel keeps their level differences (the stereo image).
-    """
-    return (mel + (mid_after - mid_before).unsqueeze(0)).clamp(-1.0, 1.0)
-
-
 def convert_reference_file(
     src: str | Path,
     ref: str | Path,
@@ -381,7 +354,9 @@ def convert_reference_file(
     force: bool = False,
     mono: bool = False,
     sr: int | None = None,
+    strength: float = 1.0,
     progress: bool = False,
+    keep_mels: bool = False,
 ) -> dict:
     """Convert ``src`` to sound like ``ref`` and write ``dst``; returns a summary with per-stage
     timings in seconds and the style/content losses. Every input is checked before any work,
@@ -393,6 +368,9 @@ def convert_reference_file(
         raise GenreshiftError("--steps, --style-weight and --content-weight must be >= 0")
     if sr is not None and sr <= 0:
         raise GenreshiftError(f"--sr must be a positive sample rate, got {sr}")
+    if not 0.0 <= strength <= 1.0:
+        raise GenreshiftError(f"--strength {strength}: choose a value from 0 (the input, "
+                              "reconstructed) to 1 (the full conversion)")
     dev = resolve_device(device)
     check_reference(ref)
     timings: dict[str, float] = {}
@@ -411,16 +389,18 @@ def convert_reference_file(
     mid_out, stats = reference_transfer(
         mid, style_mel, style_weight=style_weight, content_weight=content_weight, steps=steps,
         seed=seed, optimizer=optimizer, device=dev, progress=progress, mel_config=mel_config)
+    if strength < 1.0:  # part of the way: the change in dB, scaled
+        mid_out = mid + strength * (mid_out - mid)
     mel_out = apply_mid_change(analysis.mel, mid, mid_out)
     timings["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
-    out = synthesise(mel_out, analysis, recon)
+    out = synthesise(mel_out, analysis, recon, progress=progress)
     timings["reconstruction"] = time.perf_counter() - t
     t = time.perf_counter()
     written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
                                         force=force, protect=(src, ref))
     timings["write"] = time.perf_counter() - t
-    return {
+    summary = {
         "input": str(src),
         "reference": str(ref),
         "output": str(written),
@@ -429,6 +409,7 @@ def convert_reference_file(
         "channels": int(out.shape[0]),
         "duration_s": out.shape[-1] / out_sr,
         "reference_duration_s": ref_seconds,
+        "strength": strength,
         "stereo": "mid-gain" if analysis.mel.shape[0] > 1 else "mono",
         "style_loss_initial": round(stats["style_loss_initial"], 6),
         "style_loss_final": round(stats["style_loss_final"], 6),
@@ -440,6 +421,10 @@ def convert_reference_file(
         "reconstruction": asdict(recon),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
+    if keep_mels:
+        summary["_mels"] = {"input": mid.cpu(), "output": mid_out.cpu(),
+                            "reference": style_mel.cpu()}
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------

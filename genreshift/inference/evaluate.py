@@ -1,0 +1,376 @@
+"""Evaluation building blocks: content metrics, an independent genre judge, the EQ baseline.
+
+- :func:`onset_f_measure`: do the output's note onsets fall where the input's did (mir_eval's
+  onset F-measure, 50 ms window, onsets detected by librosa)?
+- :class:`FeatureJudge`: a second genre judge that shares nothing with the CNN classifier the
+  converters were validated against: a scikit-learn logistic regression on clip statistics of
+  hand-made features (MFCC and spectral contrast, with deltas), fitted on the training split.
+- :func:`genre_mean_spectra` / :func:`eq_mel`: the spectral-envelope baseline. The input's
+  time-averaged log-mel is moved onto the target genre's (from the training split) by a fixed
+  per-band gain, i.e. the best a static equaliser can do.
+
+Chroma similarity and LSD live in genreshift.inference.metrics.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genreshift import spectral
+from genreshift.errors import GenreshiftError
+from genreshift.inference.metrics import chroma_similarity, mel_lsd
+from genreshift.spectral import MelConfig
+
+ONSET_WINDOW_S = 0.05  # mir_eval's default tolerance
+
+
+def onsets(wav: np.ndarray, sr: int) -> np.ndarray:
+    """Onset times in seconds of a mono waveform [samples] (librosa's spectral-flux picker,
+    backtracked to the energy minimum before each peak)."""
+    import librosa
+
+    return librosa.onset.onset_detect(y=np.asarray(wav, dtype=np.float32), sr=sr,
+                                      units="time", backtrack=False)
+
+
+def onset_f_measure(reference: np.ndarray, estimate: np.ndarray, sr: int,
+                    window: float = ONSET_WINDOW_S) -> float:
+    """F-measure of the estimate's onsets against the reference's (1: every onset kept and
+    none added, within ``window`` seconds). Two clips without onsets score 1."""
+    import mir_eval
+
+    ref, est = onsets(reference, sr), onsets(estimate, sr)
+    if len(ref) == 0 and len(est) == 0:
+        return 1.0
+    if len(ref) == 0 or len(est) == 0:
+        return 0.0
+    f, _, _ = mir_eval.onset.f_measure(ref, est, window=window)
+    return float(f)
+
+
+def clip_features(wav: np.ndarray, sr: int) -> np.ndarray:
+    """Clip statistics for the feature judge: mean and standard deviation over time of 20
+    MFCCs, their deltas and 7 spectral-contrast bands (94 numbers)."""
+    import librosa
+
+    y = np.asarray(wav, dtype=np.float32)
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20, n_fft=2048, hop_length=512)
+    delta = librosa.feature.delta(mfcc)
+    contrast = librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=2048, hop_length=512)
+    parts = [mfcc, delta, contrast]
+    return np.concatenate([np.concatenate([p.mean(1), p.std(1)]) for p in parts])
+
+
+class FeatureJudge:
+    """Genre judge #2: standardised clip features -> multinomial logistic regression."""
+
+    def __init__(self, c: float = 1.0, seed: int = 0) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.model = make_pipeline(StandardScaler(),
+                                   LogisticRegression(C=c, max_iter=2000, random_state=seed))
+        self.genres: list[str] = []
+
+    def fit(self, features: np.ndarray, genres: Sequence[str]) -> FeatureJudge:
+        self.model.fit(np.asarray(features), list(genres))
+        self.genres = [str(g) for g in self.model.classes_]
+        return self
+
+    def probabilities(self, features: np.ndarray) -> list[dict[str, float]]:
+        """Per clip: genre -> probability."""
+        probs = self.model.predict_proba(np.atleast_2d(features))
+        return [dict(zip(self.genres, map(float, p))) for p in probs]
+
+
+def genre_mean_spectra(mels: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per genre, the time-averaged normalised log-mel [n_mels] over its clips (each clip
+    [n_mels, frames] weighs the same)."""
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for genre, mel in mels:
+        m = mel.reshape(-1, mel.shape[-2], mel.shape[-1]).mean(dim=(0, 2))
+        sums[genre] = sums.get(genre, torch.zeros_like(m)) + m
+        counts[genre] = counts.get(genre, 0) + 1
+    return {g: sums[g] / counts[g] for g in sums}
+
+
+def eq_mel(mel: torch.Tensor, target_mean: torch.Tensor) -> torch.Tensor:
+    """The EQ baseline: a fixed per-band gain that gives ``mel`` [..., n_mels, frames] the
+    target's time-averaged log-mel [n_mels] (clamped to the normalised range)."""
+    own = mel.mean(dim=-1, keepdim=True)
+    return (mel + (target_mean[:, None].to(mel) - own)).clamp(-1.0, 1.0)
+
+
+def mean_db_distance(a: torch.Tensor, b: torch.Tensor, cfg: MelConfig) -> float:
+    """RMS over bands of the dB difference between two mean spectra [n_mels]."""
+    scale = (cfg.db_max - cfg.db_min) / 2.0
+    return float(((a - b) * scale).pow(2).mean().sqrt())
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation run: methods x (source, target) pairs on a paired corpus
+
+METHODS = ("identity", "eq", "trained", "reference", "gram-baseline")
+
+
+@dataclass
+class Corpus:
+    """A paired corpus (``genreshift data synth``): tune -> genre -> rendering, per split."""
+
+    root: Path
+    rows: list[dict[str, str]]
+
+    @classmethod
+    def open(cls, root: str | Path) -> Corpus:
+        from genreshift.data.synth import read_metadata
+
+        try:
+            rows = read_metadata(root)
+        except GenreshiftError as e:
+            raise GenreshiftError(f"--data {root}: {e}") from None
+        return cls(Path(root), rows)
+
+    def tunes(self, split: str) -> dict[str, dict[str, Path]]:
+        out: dict[str, dict[str, Path]] = {}
+        for r in self.rows:
+            if r["split"] == split:
+                out.setdefault(r["tune"], {})[r["genre"]] = self.root / r["file_name"]
+        if not out:
+            splits = sorted({r["split"] for r in self.rows})
+            raise GenreshiftError(f"{self.root}: no tunes in split '{split}'; it has "
+                                  f"{', '.join(splits)}")
+        return out
+
+    def genres(self) -> list[str]:
+        return sorted({r["genre"] for r in self.rows})
+
+
+def parse_pairs(text: str | None, genres: Sequence[str]) -> list[tuple[str, str]]:
+    """``rock:jazz,classical:jazz`` -> [(source, target)]; None: every ordered pair."""
+    if text is None:
+        return [(s, t) for s in genres for t in genres if s != t]
+    pairs = []
+    for part in text.split(","):
+        src, sep, dst = part.strip().partition(":")
+        if not sep or not src or not dst:
+            raise GenreshiftError(f"--pairs '{text}': write source:target pairs, e.g. "
+                                  "rock:jazz,classical:jazz")
+        for g in (src, dst):
+            if g not in genres:
+                raise GenreshiftError(f"--pairs: unknown genre '{g}'; the corpus has "
+                                      f"{', '.join(genres)}")
+        if src == dst:
+            raise GenreshiftError(f"--pairs: {src}:{dst} converts a genre to itself")
+        pairs.append((src, dst))
+    return pairs
+
+
+def _cut(audio: np.ndarray, sr: int, seconds: float | None) -> np.ndarray:
+    return audio if seconds is None else audio[..., : round(seconds * sr)]
+
+
+@dataclass
+class Judges:
+    """The two genre judges: the shipped CNN classifier and the feature judge."""
+
+    classifier: object  # train.checkpoint.Classifier
+    features: FeatureJudge
+
+    def judge(self, wav: np.ndarray, sr: int, cfg: MelConfig) -> tuple[dict, dict]:
+        from genreshift.audio import resample
+        from genreshift.models.classifier import classify_clip
+
+        at = resample(wav[None], sr, cfg.sample_rate)[0]
+        mel = spectral.wav_to_mel(torch.from_numpy(np.ascontiguousarray(at)), cfg)
+        with torch.inference_mode():
+            probs = classify_clip(self.classifier.model, mel)
+        cnn = dict(zip(self.classifier.genres, map(float, probs)))
+        return cnn, self.features.probabilities(clip_features(wav, sr))[0]
+
+
+def fit_feature_judge(corpus: Corpus, split: str = "train", seconds: float | None = None,
+                      progress: bool = False) -> FeatureJudge:
+    """The feature judge fitted on every rendering of ``split``."""
+    from genreshift.audio import load_audio
+
+    feats, labels = [], []
+    rows = [r for r in corpus.rows if r["split"] == split]
+    if not rows:
+        raise GenreshiftError(f"{corpus.root}: no '{split}' split to fit the feature judge on")
+    for r in tqdm(rows, desc="feature judge", disable=not progress, leave=False):
+        audio, sr = load_audio(corpus.root / r["file_name"], mono=True)
+        feats.append(clip_features(_cut(audio, sr, seconds)[0], sr))
+        labels.append(r["genre"])
+    return FeatureJudge().fit(np.stack(feats), labels)
+
+
+def _summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    out = {"clips": len(rows)}
+    for key in ("cnn_hit", "cnn_p", "judge_hit", "judge_p", "lsd_db", "chroma", "onset_f"):
+        out[key] = float(np.mean([r[key] for r in rows]))
+    out["rtf"] = float(np.sum([r["seconds_spent"] for r in rows])
+                       / max(1e-9, np.sum([r["seconds"] for r in rows])))
+    return out
+
+
+def evaluate(
+    corpus: Corpus,
+    method: str,
+    *,
+    split: str = "test",
+    pairs: Sequence[tuple[str, str]] | None = None,
+    models_dir: str | Path | None = None,
+    tunes: int | None = None,
+    seconds: float | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    judge: FeatureJudge | None = None,
+    progress: bool = False,
+) -> dict:
+    """Run ``method`` on every (source, target) pair of ``split`` and measure it next to the
+    reconstruction floor (the input analysed and reconstructed unchanged). Returns the report:
+    per pair and overall summaries, every row, the confusion counts of both judges."""
+    from genreshift.inference import convert as tconv
+    from genreshift.inference import reference as ref_mode
+    from genreshift.inference.pipeline import (
+        ReconstructionConfig,
+        analyse,
+        apply_mid_change,
+        mid_mel,
+        synthesise,
+    )
+
+    if method not in METHODS:
+        raise GenreshiftError(f"unknown method '{method}'; choose {', '.join(METHODS)}")
+    genres = corpus.genres()
+    pairs = list(pairs) if pairs is not None else parse_pairs(None, genres)
+    models = tconv.scan_models(models_dir)
+    if models.classifier is None:
+        raise GenreshiftError("evaluation needs the genre classifier (classifier.pt in the "
+                              "model folder; see --models)")
+    if method == "trained":
+        missing = sorted({t for _, t in pairs} - set(models.targets()))
+        if missing:
+            raise GenreshiftError(f"no converter to {', '.join(missing)}; available: "
+                                  f"{', '.join(models.targets())}")
+    cache = tconv.ModelCache(torch.device("cpu"))
+    clf = cache.classifier(models.classifier)
+    cfg = clf.mel_config
+    judges = Judges(clf, judge or fit_feature_judge(corpus, seconds=seconds,
+                                                    progress=progress))
+    recon = ReconstructionConfig()
+    by_tune = corpus.tunes(split)
+    names = sorted(by_tune)[:tunes] if tunes else sorted(by_tune)
+    means = None
+    if method == "eq":
+        means = genre_mean_spectra(
+            (r["genre"], analyse(*_load(corpus.root / r["file_name"], seconds), cfg).mel)
+            for r in corpus.rows if r["split"] == "train")
+    rng = random.Random(seed)
+
+    def measure(wav, audio, sr, target, truth, spent) -> dict:
+        cnn, feat = judges.judge(wav[0], sr, cfg)
+        out_mel = analyse(wav, sr, cfg).mel[0]
+        return {"target": target,
+                "cnn_hit": max(cnn, key=cnn.get) == target, "cnn_p": cnn.get(target, 0.0),
+                "cnn_label": max(cnn, key=cnn.get),
+                "judge_hit": max(feat, key=feat.get) == target,
+                "judge_p": feat.get(target, 0.0), "judge_label": max(feat, key=feat.get),
+                "lsd_db": mel_lsd(truth, out_mel, cfg),
+                "chroma": chroma_similarity(audio[0], wav[0], sr),
+                "onset_f": onset_f_measure(audio[0], wav[0], sr),
+                "seconds": audio.shape[-1] / sr, "seconds_spent": spent}
+
+    rows, floor = [], []
+    work = [(t, s, d) for t in names for s, d in pairs
+            if s in by_tune[t] and d in by_tune[t]]
+    bar = tqdm(total=len(work), desc=method, unit="clip", disable=not progress)
+    for tune in names:
+        todo = [(s, d) for tt, s, d in work if tt == tune]
+        for source in sorted({s for s, _ in todo}):
+            audio, sr = _load(by_tune[tune][source], seconds)
+            t0 = time.perf_counter()
+            analysis = analyse(audio, sr, cfg)
+            ident = synthesise(analysis.mel, analysis, recon)
+            ident_s = time.perf_counter() - t0
+            for _, target in [p for p in todo if p[0] == source]:
+                truth = analyse(*_load(by_tune[tune][target], seconds), cfg).mel[0]
+                t0 = time.perf_counter()
+                if method == "identity":
+                    wav, spent = ident, ident_s
+                else:
+                    if method == "eq":
+                        mel = eq_mel(analysis.mel, means[target])
+                    elif method == "trained":
+                        info, direction = tconv.choose_converter(models, target, source)
+                        mel = tconv.convert_mel(analysis.mel,
+                                                [(cache.generator(info, direction), 1.0)],
+                                                stride=cache.stride(info))
+                    else:
+                        others = sorted(n for n in by_tune if n != tune
+                                        and target in by_tune[n])
+                        ref_path = by_tune[rng.choice(others)][target]
+                        ref_audio, ref_sr = _load(ref_path, seconds)
+                        if method == "reference":
+                            style = analyse(ref_audio, ref_sr, cfg).mel[0]
+                            mid = mid_mel(analysis)
+                            kw = {"steps": steps} if steps is not None else {}
+                            mid_out, _ = ref_mode.reference_transfer(mid, style, seed=seed,
+                                                                     mel_config=cfg, **kw)
+                            mel = apply_mid_change(analysis.mel, mid, mid_out)
+                        else:  # gram-baseline: its own spectrogram, optimiser and inversion
+                            kw = {"steps": steps} if steps is not None else {}
+                            out, _ = ref_mode.baseline_gram_transfer(
+                                torch.from_numpy(audio[0]), torch.from_numpy(ref_audio[0]),
+                                sample_rate=sr, seed=seed, **kw)
+                            mel = None
+                            wav = out.numpy()[None].astype(np.float32)
+                    if mel is not None:
+                        wav = synthesise(mel, analysis, recon)
+                    spent = time.perf_counter() - t0
+                row = measure(wav, audio, sr, target, truth, spent)
+                row.update(tune=tune, source=source)
+                rows.append(row)
+                fl = measure(ident, audio, sr, target, truth, ident_s)
+                fl.update(tune=tune, source=source)
+                floor.append(fl)
+                bar.update(1)
+    bar.close()
+    if not rows:
+        raise GenreshiftError(f"no (tune, source, target) renderings for {pairs} in split "
+                              f"'{split}'")
+    per_pair = {}
+    for s, d in pairs:
+        sel = [r for r in rows if r["source"] == s and r["target"] == d]
+        if sel:
+            per_pair[f"{s}:{d}"] = {
+                "method": _summarise(sel),
+                "floor": _summarise([f for f in floor if f["source"] == s
+                                     and f["target"] == d])}
+    labels = sorted(set(genres) | set(clf.genres))
+    confusion = {k: {t: {lab: sum(1 for r in rows if r["target"] == t and r[f"{k}_label"] == lab)
+                         for lab in labels} for t in sorted({r["target"] for r in rows})}
+                 for k in ("cnn", "judge")}
+    return {"method": method, "split": split, "tunes": len(names), "seconds": seconds,
+            "overall": {"method": _summarise(rows), "floor": _summarise(floor)},
+            "per_pair": per_pair, "confusion": confusion, "rows": rows}
+
+
+def _load(path: Path, seconds: float | None) -> tuple[np.ndarray, int]:
+    from genreshift.inference.pipeline import load_song
+
+    audio, sr = load_song(path, mono=True)
+    return _cut(audio, sr, seconds), sr
+

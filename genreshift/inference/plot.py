@@ -1,0 +1,85 @@
+"""Spectrogram comparison figures: input, reference (reference mode), output and the change.
+
+matplotlib with the Agg backend (no display needed); the PNG is written to a temporary file
+beside the target and renamed, so a failed plot never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genreshift.errors import GenreshiftError
+from genreshift.spectral import MelConfig
+
+
+def check_plot_path(path: str | Path, force: bool) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise GenreshiftError(f"--plot {path}: plots are PNG images; give a name ending in .png")
+    if path.exists() and not force:
+        raise GenreshiftError(f"{path}: already exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise GenreshiftError(f"--plot {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _db(mel: torch.Tensor, cfg: MelConfig) -> np.ndarray:
+    """Normalised log-mel [-1, 1] -> dB for display."""
+    m = mel.detach().float().cpu().numpy()
+    return (m + 1.0) / 2.0 * (cfg.db_max - cfg.db_min) + cfg.db_min
+
+
+def plot_conversion(path: str | Path, *, input_mel: torch.Tensor, output_mel: torch.Tensor,
+                    cfg: MelConfig, reference_mel: torch.Tensor | None = None,
+                    title: str = "") -> Path:
+    """Write a PNG with the input, [reference,] output log-mels [n_mels, frames] and the
+    output minus the input in dB. Returns the path written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    path = Path(path)
+    panels = [("input", _db(input_mel, cfg))]
+    if reference_mel is not None:
+        panels.append(("reference", _db(reference_mel, cfg)))
+    out_db = _db(output_mel, cfg)
+    panels.append(("output", out_db))
+    diff = out_db - panels[0][1]
+    fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(10, 2.3 * (len(panels) + 1)),
+                             constrained_layout=True)
+    hop_s = cfg.hop_length / cfg.sample_rate
+    for ax, (name, db) in zip(axes, panels):
+        im = ax.imshow(db, origin="lower", aspect="auto", cmap="magma",
+                       vmin=cfg.db_min, vmax=cfg.db_max,
+                       extent=(0, db.shape[-1] * hop_s, 0, db.shape[0]))
+        ax.set_title(name, loc="left", fontsize=9)
+        ax.set_ylabel("mel band")
+        fig.colorbar(im, ax=ax, label="dB")
+    lim = max(1.0, float(np.percentile(np.abs(diff), 99)))
+    im = axes[-1].imshow(diff, origin="lower", aspect="auto", cmap="coolwarm", vmin=-lim,
+                         vmax=lim, extent=(0, diff.shape[-1] * hop_s, 0, diff.shape[0]))
+    axes[-1].set_title("output - input", loc="left", fontsize=9)
+    axes[-1].set_ylabel("mel band")
+    axes[-1].set_xlabel("time (s)")
+    fig.colorbar(im, ax=axes[-1], label="dB")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

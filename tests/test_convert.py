@@ -1,0 +1,236 @@
+"""Trained mode (`genreshift convert --to`), blending, batches, plots and `genreshift genres`.
+
+Mechanics run on a folder of tiny untrained converters written here (they change the mel, which
+is all these tests need); the shipped default models are exercised in test_default_models.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import music_like, run_cli
+
+from genreshift.errors import GenreshiftError
+from genreshift.inference import chunking
+from genreshift.inference import convert as tconv
+from genreshift.models.classifier import GenreClassifier
+from genreshift.models.config import ClassifierConfig, GeneratorConfig
+from genreshift.models.generator import Generator
+from genreshift.spectral import MelConfig
+from genreshift.train import checkpoint as ckpt
+from genreshift.train.checkpoint import Domain
+
+GENRES = ("classical", "jazz", "rock")
+
+
+def _save_converter(path: Path, target: str, seed: int) -> None:
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    rest = tuple(g for g in GENRES if g != target)
+    ckpt.save_converter(path, g_ab=Generator(cfg), g_ba=Generator(cfg), config=cfg,
+                        mel_config=MelConfig(), a=Domain("rest", rest),
+                        b=Domain(target, (target,)),
+                        provenance=ckpt.provenance("test", steps=7))
+
+
+def write_tiny_models(d: Path) -> Path:
+    """Untrained rest->jazz and rest->rock converters and a classifier of GENRES in ``d``."""
+    _save_converter(d / "rest-to-jazz.pt", "jazz", 1)
+    _save_converter(d / "rest-to-rock.pt", "rock", 2)
+    torch.manual_seed(3)
+    cfg = ClassifierConfig(n_classes=len(GENRES), channels=4, n_blocks=2, frames=32)
+    ckpt.save_classifier(d / "classifier.pt", model=GenreClassifier(cfg).eval(), config=cfg,
+                         mel_config=MelConfig(), genres=list(GENRES),
+                         provenance=ckpt.provenance("test", steps=1))
+    return d
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = write_tiny_models(tmp_path_factory.mktemp("models"))
+    (d / "notes.pt").write_text("not a checkpoint")  # a stray file is skipped, not fatal
+    return d
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("songs")
+    stereo = np.stack([music_like(4.0, 44_100, seed=1), music_like(4.0, 44_100, seed=2)], 1)
+    sf.write(d / "stereo.wav", stereo, 44_100, subtype="PCM_24")
+    sf.write(d / "mono.flac", music_like(3.0, 22_050, seed=3), 22_050)
+    return d
+
+
+# --------------------------------------------------------------------------- library
+
+
+def test_parse_targets() -> None:
+    assert tconv.parse_targets("jazz") == [tconv.Target("jazz", 1.0)]
+    blend = tconv.parse_targets("Jazz:3, rock:1")
+    assert [(t.genre, t.weight) for t in blend] == [("jazz", 0.75), ("rock", 0.25)]
+    for bad, phrase in (("jazz:x", "not a number"), ("jazz:0", "positive"),
+                        ("jazz,jazz", "twice"), ("jazz,", "empty"), ("jazz:-1", "positive")):
+        with pytest.raises(GenreshiftError, match=phrase):
+            tconv.parse_targets(bad)
+
+
+def test_choose_converter_prefers_the_specific_model(tmp_path: Path) -> None:
+    rest = tconv.ModelInfo(Path("rest-to-jazz.pt"), "rest", ("rock", "pop"), "jazz",
+                           ("jazz",), 1)
+    rock = tconv.ModelInfo(Path("rock-jazz.pt"), "rock", ("rock",), "jazz", ("jazz",), 1)
+    models = tconv.ModelSet([rest, rock], None, (), [])
+    assert tconv.choose_converter(models, "jazz", "rock") == (rock, "ab")
+    assert tconv.choose_converter(models, "jazz", "pop") == (rest, "ab")
+    assert tconv.choose_converter(models, "rock", "jazz") == (rock, "ba")  # the other way
+    assert sorted(models.targets()) == ["jazz", "rock"]  # 'rest' is never a target
+    with pytest.raises(GenreshiftError, match="available target genres: jazz, rock"):
+        tconv.choose_converter(models, "blues", "rock")
+
+
+def test_blend_endpoints_and_mixture() -> None:
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    g1, g2 = Generator(cfg).eval(), Generator(cfg).eval()
+    x = torch.rand(1, 128, 700) * 2 - 1
+    kw = dict(stride=cfg.stride, window=256, overlap=64)
+    full = tconv.convert_mel(x, [(g1, 1.0)], **kw)
+    with torch.no_grad():
+        ref = chunking.apply_windowed(g1, x, window=256, overlap=64,
+                                      margin=tconv.DEFAULT_MARGIN, pad_multiple=cfg.stride)
+    torch.testing.assert_close(full, ref.clamp(-1, 1))
+    assert torch.equal(tconv.convert_mel(x, [(g1, 1.0)], strength=0.0, **kw), x)
+    half = tconv.convert_mel(x, [(g1, 1.0)], strength=0.5, **kw)
+    torch.testing.assert_close(half, (x + full) / 2, atol=1e-5, rtol=0)
+    other = tconv.convert_mel(x, [(g2, 1.0)], **kw)
+    mix = tconv.convert_mel(x, [(g1, 0.5), (g2, 0.5)], **kw)
+    # the blend of changes; clamping can only differ where a full conversion saturated
+    torch.testing.assert_close(mix, ((full + other) / 2).clamp(-1, 1), atol=1e-5, rtol=0)
+    assert (mix - full).abs().mean() > 1e-3
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _json(r) -> dict:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_convert_to_stereo_with_plot_and_summary(models: Path, songs: Path,
+                                                 tmp_path: Path) -> None:
+    out, plot = tmp_path / "out.wav", tmp_path / "cmp.png"
+    s = _json(run_cli("convert", songs / "stereo.wav", "--to", "jazz", "--models", models,
+                      "-o", out, "--plot", plot, "--json"))
+    assert s["mode"] == "trained" and s["source_genre"] in GENRES
+    assert abs(sum(s["source_probabilities"].values()) - 1) < 1e-3
+    assert s["targets"][0]["model"].endswith("rest-to-jazz.pt")
+    assert set(s["timings_s"]) == {"load", "models", "mel", "classify", "generator",
+                                   "reconstruction", "write"}
+    data, sr = sf.read(out)
+    assert sr == 44_100 and data.shape == (4 * 44_100, 2)  # stereo in, stereo out
+    assert not np.allclose(data[:, 0], data[:, 1])  # the channels stay distinct
+    import matplotlib.image
+
+    img = matplotlib.image.imread(plot)
+    assert img.shape[0] > 300 and img.shape[1] > 500
+
+
+def test_strength_zero_is_the_roundtrip(models: Path, songs: Path, tmp_path: Path) -> None:
+    r = run_cli("convert", songs / "mono.flac", "--to", "rock", "--from", "jazz", "--models",
+                models, "--strength", "0", "-o", tmp_path / "zero.wav", "--quiet")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    r = run_cli("roundtrip", songs / "mono.flac", "-o", tmp_path / "rt.wav", "--quiet")
+    assert r.returncode == 0, r.stderr
+    zero, rt = sf.read(tmp_path / "zero.wav")[0], sf.read(tmp_path / "rt.wav")[0]
+    np.testing.assert_array_equal(zero, rt)
+    r = run_cli("convert", songs / "mono.flac", "--to", "rock", "--from", "jazz", "--models",
+                models, "-o", tmp_path / "full.wav", "--quiet")
+    assert np.abs(sf.read(tmp_path / "full.wav")[0] - rt).mean() > 1e-3
+
+
+def test_every_output_format_reads_back(models: Path, songs: Path, tmp_path: Path) -> None:
+    # one batch run: two inputs, four formats would be four runs; use --format per run of two
+    for fmt, depth in (("flac", "24"), ("ogg", None), ("mp3", None), ("wav", "float")):
+        args = ["convert", songs / "mono.flac", "--to", "jazz:0.5,rock:0.5", "--models", models,
+                "--format", fmt, "-o", tmp_path / f"o.{fmt}", "--quiet"]
+        if depth:
+            args += ["--bit-depth", depth]
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        info = sf.info(tmp_path / f"o.{fmt}")
+        assert info.samplerate == 22_050 and info.channels == 1
+        assert abs(info.duration - 3.0) < 0.1, (fmt, info.duration)
+    assert sf.info(tmp_path / "o.flac").subtype == "PCM_24"
+    assert sf.info(tmp_path / "o.wav").subtype == "FLOAT"
+
+
+def test_batch_reports_and_skips_a_bad_file(models: Path, songs: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "in"
+    (batch / "sub").mkdir(parents=True)
+    sf.write(batch / "a.wav", music_like(2.0, seed=4), 22_050)
+    sf.write(batch / "sub" / "a.wav", music_like(2.0, seed=5), 22_050)  # same stem
+    (batch / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    outdir = tmp_path / "out"
+    r = run_cli("convert", batch, songs / "mono.flac", "--to", "jazz", "--models", models,
+                "-o", outdir, "--plot", "--json")
+    assert r.returncode == 1  # some failed
+    s = json.loads(r.stdout)
+    assert [Path(f["input"]).name for f in s["failed"]] == ["broken.wav"]
+    assert "broken.wav" in r.stderr and "Traceback" not in r.stderr
+    written = sorted(p.name for p in outdir.iterdir())
+    assert written == ["a.jazz-2.png", "a.jazz-2.wav", "a.jazz.png", "a.jazz.wav",
+                       "mono.jazz.png", "mono.jazz.wav"]
+
+
+def test_bad_arguments_leave_nothing_behind(models: Path, songs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    m = ["--models", models]
+    cases = [
+        (["--to", "polka", *m], "available: jazz, rock"),
+        (["--to", "jazz", "--from", "polka", *m], "--from 'polka'"),
+        (["--to", "jazz:x", *m], "not a number"),
+        (["--like", tmp_path / "missing.wav"], "missing.wav"),
+        (["--to", "jazz", "--plot", tmp_path / "p.jpg", *m], ".png"),
+        (["--to", "jazz", "--models", tmp_path / "nope"], "no such folder"),
+        (["--to", "jazz", "--model", songs / "mono.flac"], "mono.flac"),
+    ]
+    for extra, phrase in cases:
+        r = run_cli("convert", songs / "mono.flac", *extra, "-o", out)
+        assert r.returncode == 1, (extra, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and phrase in lines[0], (extra, r.stderr)
+        assert not out.exists()
+    r = run_cli("convert", songs / "mono.flac", "--to", "jazz", "--strength", "1.5", "-o", out)
+    assert r.returncode == 2 and "--strength" in r.stderr and "0 (the input" in r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_genres_lists_targets_and_skips_strays(models: Path) -> None:
+    r = run_cli("genres", "--models", models)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("jazz") and "rest-to-jazz.pt" in lines[0] and "7 steps" in lines[0]
+    assert lines[1].startswith("rock")
+    assert "classifier.pt (classical, jazz, rock)" in r.stdout
+    assert "skipped:" in r.stdout and "notes.pt" in r.stdout
+    s = _json(run_cli("genres", "--models", models, "--json"))
+    assert [t["genre"] for t in s["targets"]] == ["jazz", "rock"]
+    assert s["classifier_genres"] == list(GENRES)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trained_mode_on_cuda_matches_cpu(models: Path, songs: Path, tmp_path: Path) -> None:
+    settings = tconv.TrainedSettings(targets=(tconv.Target("jazz", 1.0),), source="rock")
+    outs = []
+    for device in ("cpu", "cuda"):
+        s = tconv.convert_trained_file(songs / "mono.flac", tmp_path / f"{device}.wav", settings,
+                                       models=tconv.scan_models(models), device=device)
+        assert s["device"].startswith(device)
+        outs.append(sf.read(tmp_path / f"{device}.wav")[0])
+    assert np.abs(outs[0] - outs[1]).mean() < 1e-3

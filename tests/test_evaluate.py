@@ -1,0 +1,134 @@
+"""Evaluation metrics on constructed cases (genreshift.inference.evaluate and metrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import music_like, run_cli
+
+from genreshift import spectral
+from genreshift.audio import resample
+from genreshift.inference import evaluate, metrics
+from genreshift.spectral import MelConfig
+
+SR = 22_050
+
+
+def test_identical_inputs_are_perfect() -> None:
+    x = music_like(6.0, SR, seed=1)
+    cfg = MelConfig()
+    mel = spectral.wav_to_mel(torch.from_numpy(x), cfg)
+    assert metrics.mel_lsd(mel, mel, cfg) == 0.0
+    assert abs(metrics.chroma_similarity(x, x, SR) - 1.0) < 1e-6
+    assert evaluate.onset_f_measure(x, x, SR) == 1.0
+
+
+def test_pitch_shift_lowers_chroma_and_a_delay_lowers_onsets() -> None:
+    x = music_like(6.0, SR, seed=1)
+    # up a tritone (x 1.414): resampling to a lower rate and playing at SR raises every pitch
+    shifted = resample(x[None], SR, int(SR / 2 ** (6 / 12)))[0][: len(x)]
+    shifted = np.pad(shifted, (0, len(x) - len(shifted)))
+    same = metrics.chroma_similarity(x, x * 0.5, SR)
+    moved = metrics.chroma_similarity(x, shifted, SR)
+    assert same > 0.99 and moved < same - 0.2, (same, moved)
+    delayed = np.concatenate([np.zeros(SR // 4, np.float32), x])[: len(x)]  # 250 ms late
+    assert evaluate.onset_f_measure(x, delayed, SR) < 0.5
+    assert evaluate.onset_f_measure(x, x * 0.7, SR) == 1.0  # a gain moves no onset
+
+
+def test_feature_judge_tells_timbres_apart_and_flags_the_other_genre() -> None:
+    rng = np.random.default_rng(0)
+
+    def clip(kind: str, seed: int) -> np.ndarray:
+        base = music_like(3.0, SR, seed=seed)
+        if kind == "bright":  # strong high-frequency noise bed
+            return base + 0.05 * rng.standard_normal(len(base)).astype(np.float32)
+        t = np.arange(len(base)) / SR  # "dull": a low drone under the music
+        return base * 0.3 + 0.3 * np.sin(2 * np.pi * 55 * t).astype(np.float32)
+
+    train = [(k, clip(k, s)) for s in range(8) for k in ("bright", "dull")]
+    judge = evaluate.FeatureJudge().fit(
+        np.stack([evaluate.clip_features(w, SR) for _, w in train]), [k for k, _ in train])
+    probs = judge.probabilities(np.stack([evaluate.clip_features(clip("bright", 50), SR),
+                                          clip_f := evaluate.clip_features(clip("dull", 51), SR)]))
+    assert probs[0]["bright"] > 0.5 and probs[1]["dull"] > 0.5
+    assert judge.probabilities(clip_f)[0]["bright"] < 0.5  # a clip of the other genre
+
+
+def test_eq_baseline_moves_the_average_spectrum_to_the_target() -> None:
+    cfg = MelConfig()
+    torch.manual_seed(0)
+    song = spectral.wav_to_mel(torch.from_numpy(music_like(4.0, SR, seed=2)), cfg)
+    target_clip = spectral.wav_to_mel(
+        torch.from_numpy(music_like(4.0, SR, seed=3) * 0.2), cfg) + torch.linspace(
+            -0.2, 0.1, cfg.n_mels)[:, None]
+    means = evaluate.genre_mean_spectra([("t", target_clip), ("s", song)])
+    before = evaluate.mean_db_distance(song.mean(-1), means["t"], cfg)
+    out = evaluate.eq_mel(song, means["t"])
+    after = evaluate.mean_db_distance(out.mean(-1), means["t"], cfg)
+    assert before > 5.0 and after < 0.2 * before, (before, after)
+    # a static gain: every frame moves by the same per-band amount where nothing clipped
+    inside = (out > -1) & (out < 1)
+    delta = (out - song)[inside.all(dim=-1)]
+    assert torch.allclose(delta, delta[:, :1].expand_as(delta), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the CLI, end to end
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from genreshift.data.synth import build_synth_corpus
+
+    if not all((Path("/usr/share/sounds/sf2") / f).is_file()
+               for f in ("FluidR3_GM.sf2", "TimGM6mb.sf2")):
+        pytest.skip("GM SoundFonts not installed (the Makefile installs them)")
+    out = tmp_path_factory.mktemp("eval") / "corpus"
+    build_synth_corpus(out, ["jazz", "rock"], 6, 4.0, seed=3, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_convert import write_tiny_models
+
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def test_evaluate_identity_eq_and_trained(corpus: Path, tiny_models: Path,
+                                          tmp_path: Path) -> None:
+    reports = {}
+    for method in ("identity", "eq", "trained"):
+        out = tmp_path / f"{method}.json"
+        r = run_cli("evaluate", "--data", corpus, "--method", method, "--models", tiny_models,
+                    "--out", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        reports[method] = json.loads(out.read_text())
+    ident = reports["identity"]
+    assert set(ident["per_pair"]) == {"jazz:rock", "rock:jazz"}
+    assert ident["overall"]["method"]["clips"] == 2  # one test tune, two directions
+    # identity *is* the floor: same numbers
+    for key in ("lsd_db", "chroma", "onset_f", "cnn_p", "judge_p"):
+        assert ident["overall"]["method"][key] == pytest.approx(ident["overall"]["floor"][key])
+    assert ident["overall"]["floor"]["chroma"] > 0.95
+    # the EQ baseline moves toward the target's spectrum: closer to the real rendering
+    eq = reports["eq"]["overall"]
+    assert eq["method"]["lsd_db"] < eq["floor"]["lsd_db"]
+    conf = reports["trained"]["confusion"]
+    assert sum(sum(v.values()) for v in conf["judge"].values()) == 2
+
+
+def test_evaluate_bad_arguments(corpus: Path, tiny_models: Path, tmp_path: Path) -> None:
+    for extra, phrase in ((["--pairs", "jazz-rock"], "source:target"),
+                          (["--pairs", "jazz:polka"], "unknown genre 'polka'"),
+                          (["--split", "nope"], "no tunes in split 'nope'")):
+        r = run_cli("evaluate", "--data", corpus, "--method", "identity", "--models",
+                    tiny_models, "--out", tmp_path / "r.json", *extra)
+        assert r.returncode == 1 and phrase in r.stderr, r.stderr
+        assert not (tmp_path / "r.json").exists()
+    r = run_cli("evaluate", "--data", tmp_path, "--method", "eq", "--out", tmp_path / "r.json")
+    assert r.returncode == 1 and "metadata.csv" in r.stderr
