@@ -499,6 +499,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise GenreshiftError(f"--out {out}: folder {out.parent} does not exist")
     if args.seconds is not None and args.seconds < 1:
         raise GenreshiftError(f"--seconds {args.seconds}: evaluate at least 1 s per clip")
+    if args.plot:
+        from genreshift.inference.plot import check_plot_path
+
+        check_plot_path(args.plot, args.force)
     corpus = ev.Corpus.open(args.data)
     pairs = ev.parse_pairs(args.pairs, corpus.genres())
     report = ev.evaluate(corpus, args.method, split=args.split, pairs=pairs,
@@ -509,6 +513,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w") as f:
         json.dump(report, f, indent=1)
     os.replace(tmp, out)
+    if args.plot:
+        from genreshift.inference.plot import plot_evaluation
+
+        plot_evaluation(args.plot, [report])
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
     elif not args.quiet:
@@ -550,6 +558,8 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                    help="optimisation steps of reference / gram-baseline (default: each's own)")
     p.add_argument("--seed", type=int, default=0, help="seed of reference choice and features")
     p.add_argument("--out", required=True, metavar="REPORT.json")
+    p.add_argument("--plot", metavar="PNG",
+                   help="also draw the metrics (next to the floor) and the confusion matrix")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

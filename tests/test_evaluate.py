@@ -120,6 +120,26 @@ def test_evaluate_identity_eq_and_trained(corpus: Path, tiny_models: Path,
     assert eq["method"]["lsd_db"] < eq["floor"]["lsd_db"]
     conf = reports["trained"]["confusion"]
     assert sum(sum(v.values()) for v in conf["judge"].values()) == 2
+    import matplotlib.image
+
+    from genreshift.inference.plot import plot_evaluation
+
+    png = plot_evaluation(tmp_path / "all.png", list(reports.values()))
+    assert matplotlib.image.imread(png).shape[1] > 1000
+
+
+def test_evaluate_reference_methods_with_a_plot(corpus: Path, tiny_models: Path,
+                                               tmp_path: Path) -> None:
+    for method in ("reference", "gram-baseline"):
+        out, png = tmp_path / f"{method}.json", tmp_path / f"{method}.png"
+        r = run_cli("evaluate", "--data", corpus, "--method", method, "--models", tiny_models,
+                    "--pairs", "rock:jazz", "--seconds", "2", "--steps", "2", "--out", out,
+                    "--plot", png, "--quiet")
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(out.read_text())
+        row = rep["rows"][0]
+        assert rep["overall"]["method"]["clips"] == 1 and row["seconds"] == pytest.approx(2.0)
+        assert 0 <= row["chroma"] <= 1 and row["lsd_db"] > 0 and png.is_file()
 
 
 def test_evaluate_bad_arguments(corpus: Path, tiny_models: Path, tmp_path: Path) -> None:

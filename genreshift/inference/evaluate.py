@@ -319,9 +319,14 @@ def evaluate(
                                                 [(cache.generator(info, direction), 1.0)],
                                                 stride=cache.stride(info))
                     else:
-                        others = sorted(n for n in by_tune if n != tune
-                                        and target in by_tune[n])
-                        ref_path = by_tune[rng.choice(others)][target]
+                        # a random other tune in the target genre, from any split (never
+                        # the ground truth: the same tune)
+                        others = sorted(corpus.root / r["file_name"] for r in corpus.rows
+                                        if r["genre"] == target and r["tune"] != tune)
+                        if not others:
+                            raise GenreshiftError(f"{corpus.root}: no other tune in {target} "
+                                                  "to use as the reference")
+                        ref_path = rng.choice(others)
                         ref_audio, ref_sr = _load(ref_path, seconds)
                         if method == "reference":
                             style = analyse(ref_audio, ref_sr, cfg).mel[0]

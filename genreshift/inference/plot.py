@@ -70,6 +70,60 @@ def plot_conversion(path: str | Path, *, input_mel: torch.Tensor, output_mel: to
     fig.colorbar(im, ax=axes[-1], label="dB")
     if title:
         fig.suptitle(title, fontsize=10)
+    _save_figure(fig, path)
+    return path
+
+
+BAR_METRICS = (("cnn_hit", "transfer (classifier)"), ("judge_hit", "transfer (feature judge)"),
+               ("chroma", "chroma similarity"), ("onset_f", "onset F-measure"),
+               ("lsd_db", "LSD to truth (dB)"))
+
+
+def plot_evaluation(path: str | Path, reports: list[dict]) -> Path:
+    """One PNG for `genreshift evaluate` reports (one per method): a bar group per metric
+    (methods side by side, the reconstruction floor as a line) and, per method, the
+    classifier's confusion matrix (judged genre vs target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    if not reports:
+        raise GenreshiftError("no evaluation reports to plot")
+    path = Path(path)
+    n = len(reports)
+    fig, axes = plt.subplots(2, max(len(BAR_METRICS), n), figsize=(3.2 * max(5, n), 6.5),
+                             constrained_layout=True, squeeze=False)
+    methods = [r["method"] for r in reports]
+    for ax, (key, name) in zip(axes[0], BAR_METRICS):
+        vals = [r["overall"]["method"][key] for r in reports]
+        ax.bar(range(n), vals, color="tab:blue")
+        floor = reports[0]["overall"]["floor"][key]
+        ax.axhline(floor, color="tab:red", linestyle="--", linewidth=1, label="floor")
+        ax.set_xticks(range(n), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=9)
+    axes[0][0].legend(fontsize=8)
+    for ax in axes[0][len(BAR_METRICS):]:
+        ax.axis("off")
+    for ax, r in zip(axes[1], reports):
+        conf = r["confusion"]["cnn"]
+        targets = sorted(conf)
+        labels = sorted({lab for row in conf.values() for lab in row})
+        m = np.array([[conf[t].get(lab, 0) for lab in labels] for t in targets], dtype=float)
+        m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(targets)), targets, fontsize=7)
+        ax.set_title(f"{r['method']}: judged vs target", fontsize=9)
+    for ax in axes[1][n:]:
+        ax.axis("off")
+    _save_figure(fig, path)
+    return path
+
+
+def _save_figure(fig, path: Path) -> None:
+    from matplotlib import pyplot as plt
+
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -82,4 +136,3 @@ def plot_conversion(path: str | Path, *, input_mel: torch.Tensor, output_mel: to
         plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
