@@ -487,9 +487,9 @@ def cmd_genres(args: argparse.Namespace) -> int:
 # --- evaluate -----------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
+    from genreshift.data.tensors import _atomic_write_text
     from genreshift.inference import evaluate as ev
 
     out = Path(args.out)
@@ -509,10 +509,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          models_dir=args.models, tunes=args.tunes, seconds=args.seconds,
                          steps=args.steps, seed=args.seed,
                          progress=not (args.quiet or args.json))
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, out)
+    _atomic_write_text(out, json.dumps(report, indent=1))
     if args.plot:
         from genreshift.inference.plot import plot_evaluation
 

@@ -480,15 +480,6 @@ def convert_trained_file(
     return summary
 
 
-def mel_of_file(path: str | Path, cfg: MelConfig) -> torch.Tensor:
-    """The mono log-mel [n_mels, frames] of an audio file (for plots and evaluation)."""
-    from genreshift import spectral
-
-    audio, sr = gaudio.load_audio(path, mono=True)
-    wav = torch.from_numpy(gaudio.resample(audio, sr, cfg.sample_rate)[0].copy())
-    return spectral.wav_to_mel(wav, cfg)
-
-
 # --------------------------------------------------------------------------- batches
 
 AUDIO_SUFFIXES = gaudio.READABLE_EXTENSIONS
