@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont ffmpeg portaudio19-dev chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install sysdeps demo test default-models clean
+.PHONY: install sysdeps demo test benchmarks default-models clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Regenerates every table of BENCHMARKS.md (and benchmarks/results/) from scratch, about 45
+# minutes on 2 cores; needs the shipped models in checkpoints/.
+benchmarks: install
+	benchmarks/run_all
 
 # The shipped default models: synthetic corpus -> mel shards -> classifier -> one converter
 # per genre (rest -> genre), all trained at once (one thread each, sharing the cores), then

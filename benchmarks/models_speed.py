@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -42,6 +43,7 @@ from genreshift.train.cyclegan import ImagePool, State, train_step
 CLIP_SAMPLES = 30 * 22_050
 HOPS = (MelConfig().hop_length, 256)  # the default first
 
+DEFAULT_CANDIDATE = "212d-16"
 CANDIDATES = {  # "212d-16" is GeneratorConfig()'s default
     "212d-8": GeneratorConfig(variant="212d", channels=8, core_channels=128),
     "212d-16": GeneratorConfig(variant="212d", channels=16, core_channels=128),
@@ -120,11 +122,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}; load average before: {load_average()}")
+    load_before = load_average()
     results = []
     clips = {hop: torch.rand(1, 128, MelConfig(hop_length=hop).frames(CLIP_SAMPLES)) * 2 - 1
              for hop in HOPS}
+    lines = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in args.candidates:
@@ -146,21 +148,29 @@ def main() -> None:
                    "batch_size": args.batch_size, "frames": args.frames,
                    "load_after": load_average()}
             results.append(row)
-            print(f"{name:8s} threads {threads}: {row['params_per_generator'] / 1e6:.2f} M params, "
-                  f"file {row['converter_file_mb_fp32']} MB fp32 / "
-                  f"{row['converter_file_mb_fp16']} MB fp16, 30 s forward "
-                  + ", ".join(f"{t:.3f} s (hop {hop})" for hop, t in fwd.items()) + ", "
-                  f"train {1 / step:.2f} steps/s (batch {args.batch_size}x{args.frames}, "
-                  f"{2 * args.batch_size / step:.1f} windows/s); load {row['load_after']}",
-                  flush=True)
+            default = " (default)" if name == DEFAULT_CANDIDATE else ""
+            lines.append(f"| {name}{default} | {threads} | {row['params_per_generator'] / 1e6:.2f} M "
+                         f"| {row['converter_file_mb_fp32']} / {row['converter_file_mb_fp16']} MB "
+                         "| " + " / ".join(f"{fwd[h]:.3f}" for h in HOPS) + " s "
+                         f"| {1 / step:.2f} | {2 * args.batch_size / step:.1f} |")
+            print(f"{name} threads {threads} done", file=sys.stderr, flush=True)
         clf = GenreClassifier(replace(ClassifierConfig(), n_classes=10)).eval()
         clip = clips[HOPS[0]][0]
         t_clf = timed(lambda clf=clf, clip=clip: classify_clip(clf, clip), args.repeats)
         results.append({"candidate": "classifier", "threads": threads,
                         "params": count_parameters(clf), "classify_30s_s": round(t_clf, 3)})
-        print(f"classifier threads {threads}: {count_parameters(clf) / 1e6:.2f} M params, "
-              f"30 s clip {t_clf:.3f} s", flush=True)
-    print(f"# load average after: {load_average()}")
+        lines.append(f"| classifier (10 genres) | {threads} | {count_parameters(clf) / 1e6:.2f} M "
+                     f"| — | {t_clf:.3f} s (hop {HOPS[0]}) | — | — |")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}; load average {load_before} before, {load_average()} after; "
+          f"{args.repeats} timed forwards, {args.train_steps} timed training steps (both "
+          f"generators and discriminators, batch {args.batch_size} x {args.frames} frames per "
+          "domain)\n")
+    print("| generator | torch threads | params per generator | converter file fp32 / fp16 "
+          "| 30 s forward, hop " + " / ".join(map(str, HOPS)) + " | train steps/s "
+          "| windows/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--soundfont", action="append", help="default: FluidR3_GM and TimGM6mb")
+    ap.add_argument("--out", type=Path,
+                    help="build the corpus here and keep it (a new folder; default: a "
+                         "temporary one, deleted)")
     args = ap.parse_args(argv)
+    if args.out is not None and args.out.exists():
+        ap.error(f"--out {args.out}: already exists; give a new folder")
 
     from genreshift.data.synth import build_synth_corpus
 
@@ -45,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     usage0 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                    resource.RUSAGE_CHILDREN)]
     with tempfile.TemporaryDirectory(prefix="synth-speed-") as tmp:
-        s = build_synth_corpus(Path(tmp) / "corpus", args.genres, args.tunes, args.seconds,
-                               soundfonts=args.soundfont, seed=args.seed,
+        s = build_synth_corpus(args.out or Path(tmp) / "corpus", args.genres, args.tunes,
+                               args.seconds, soundfonts=args.soundfont, seed=args.seed,
                                workers=args.workers, progress=False)
     # the worker processes have exited and been reaped: RUSAGE_CHILDREN holds their time
     usage1 = [resource.getrusage(who) for who in (resource.RUSAGE_SELF,

@@ -507,7 +507,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = ev.parse_pairs(args.pairs, corpus.genres())
     report = ev.evaluate(corpus, args.method, split=args.split, pairs=pairs,
                          models_dir=args.models, tunes=args.tunes, seconds=args.seconds,
-                         steps=args.steps, seed=args.seed,
+                         steps=args.steps, seed=args.seed, jobs=args.jobs,
                          progress=not (args.quiet or args.json))
     _atomic_write_text(out, json.dumps(report, indent=1))
     if args.plot:
@@ -554,6 +554,9 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, metavar="N",
                    help="optimisation steps of reference / gram-baseline (default: each's own)")
     p.add_argument("--seed", type=int, default=0, help="seed of reference choice and features")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="worker processes of one torch thread each (default 1); the results "
+                        "do not depend on it")
     p.add_argument("--out", required=True, metavar="REPORT.json")
     p.add_argument("--plot", metavar="PNG",
                    help="also draw the metrics (next to the floor) and the confusion matrix")

@@ -152,3 +152,22 @@ def test_evaluate_bad_arguments(corpus: Path, tiny_models: Path, tmp_path: Path)
         assert not (tmp_path / "r.json").exists()
     r = run_cli("evaluate", "--data", tmp_path, "--method", "eq", "--out", tmp_path / "r.json")
     assert r.returncode == 1 and "metadata.csv" in r.stderr
+
+
+def test_evaluate_jobs_give_the_same_report(corpus: Path, tiny_models: Path,
+                                            tmp_path: Path) -> None:
+    """Worker processes change nothing but the speed: same rows, same reference draws."""
+    reports = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"ref{jobs}.json"
+        r = run_cli("evaluate", "--data", corpus, "--split", "train", "--method", "reference",
+                    "--models", tiny_models, "--pairs", "rock:jazz", "--tunes", "3",
+                    "--seconds", "2", "--steps", "2", "--jobs", jobs, "--out", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        reports.append(json.loads(out.read_text()))
+    one, two = reports
+    assert [r["tune"] for r in one["rows"]] == [r["tune"] for r in two["rows"]]
+    assert len(one["rows"]) == 3
+    for a, b in zip(one["rows"], two["rows"]):
+        for key in ("lsd_db", "chroma", "cnn_p", "judge_p"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4), key

@@ -154,6 +154,13 @@ class Corpus:
     def genres(self) -> list[str]:
         return sorted({r["genre"] for r in self.rows})
 
+    def tunes_by_name(self) -> dict[str, dict[str, Path]]:
+        """tune -> genre -> rendering, every split."""
+        out: dict[str, dict[str, Path]] = {}
+        for r in self.rows:
+            out.setdefault(r["tune"], {})[r["genre"]] = self.root / r["file_name"]
+        return out
+
 
 def parse_pairs(text: str | None, genres: Sequence[str]) -> list[tuple[str, str]]:
     """``rock:jazz,classical:jazz`` -> [(source, target)]; None: every ordered pair."""
@@ -225,6 +232,136 @@ def _summarise(rows: list[dict]) -> dict:
     return out
 
 
+@dataclass
+class _Plan:
+    """Everything a worker needs to evaluate some tunes (picklable)."""
+
+    corpus: Corpus
+    method: str
+    pairs: list[tuple[str, str]]
+    models_dir: str | Path | None
+    seconds: float | None
+    steps: int | None
+    seed: int
+    judge: FeatureJudge
+    means: dict[str, torch.Tensor] | None
+    threads: int | None = None
+
+
+def _tune_rng(seed: int, tune: str) -> random.Random:
+    """The reference draw of one tune: the same whichever process or order evaluates it."""
+    return random.Random(f"{seed}:{tune}")
+
+
+def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
+    """The method's rows and the floor's rows for every pair of one tune."""
+    from genreshift.inference import convert as tconv
+    from genreshift.inference import reference as ref_mode
+    from genreshift.inference.pipeline import (
+        ReconstructionConfig,
+        analyse,
+        apply_mid_change,
+        mid_mel,
+        synthesise,
+    )
+
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    corpus, method, seconds, steps, seed = (plan.corpus, plan.method, plan.seconds, plan.steps,
+                                            plan.seed)
+    models = tconv.scan_models(plan.models_dir)
+    cache = _cache()
+    clf = cache.classifier(models.classifier)
+    cfg = clf.mel_config
+    judges = Judges(clf, plan.judge)
+    recon = ReconstructionConfig()
+    renderings = corpus.tunes_by_name()[tune]
+    rng = _tune_rng(seed, tune)
+
+    def features(wav, audio, sr) -> dict:
+        """What the judges and content metrics see of one output (target-independent)."""
+        cnn, feat = judges.judge(wav[0], sr, cfg)
+        return {"cnn": cnn, "feat": feat, "mel": analyse(wav, sr, cfg).mel[0],
+                "chroma": chroma_similarity(audio[0], wav[0], sr),
+                "onset_f": onset_f_measure(audio[0], wav[0], sr),
+                "seconds": audio.shape[-1] / sr}
+
+    def row(f: dict, source: str, target: str, truth, spent: float) -> dict:
+        cnn, feat = f["cnn"], f["feat"]
+        return {"tune": tune, "source": source, "target": target,
+                "cnn_hit": max(cnn, key=cnn.get) == target, "cnn_p": cnn.get(target, 0.0),
+                "cnn_label": max(cnn, key=cnn.get),
+                "judge_hit": max(feat, key=feat.get) == target,
+                "judge_p": feat.get(target, 0.0), "judge_label": max(feat, key=feat.get),
+                "lsd_db": mel_lsd(truth, f["mel"], cfg), "chroma": f["chroma"],
+                "onset_f": f["onset_f"], "seconds": f["seconds"], "seconds_spent": spent}
+
+    rows, floor = [], []
+    todo = [(s, d) for s, d in plan.pairs if s in renderings and d in renderings]
+    for source in sorted({s for s, _ in todo}):
+        audio, sr = _load(renderings[source], seconds)
+        t0 = time.perf_counter()
+        analysis = analyse(audio, sr, cfg)
+        ident = synthesise(analysis.mel, analysis, recon)
+        ident_s = time.perf_counter() - t0
+        ident_f = features(ident, audio, sr)
+        for _, target in [p for p in todo if p[0] == source]:
+            truth = analyse(*_load(renderings[target], seconds), cfg).mel[0]
+            t0 = time.perf_counter()
+            mel = None
+            if method == "identity":
+                wav, spent = ident, ident_s
+            else:
+                if method == "eq":
+                    mel = eq_mel(analysis.mel, plan.means[target])
+                elif method == "trained":
+                    info, direction = tconv.choose_converter(models, target, source)
+                    mel = tconv.convert_mel(analysis.mel,
+                                            [(cache.generator(info, direction), 1.0)],
+                                            stride=cache.stride(info))
+                else:
+                    # a random other tune in the target genre, from any split (never the
+                    # ground truth: the same tune)
+                    others = sorted(corpus.root / r["file_name"] for r in corpus.rows
+                                    if r["genre"] == target and r["tune"] != tune)
+                    if not others:
+                        raise GenreshiftError(f"{corpus.root}: no other tune in {target} to "
+                                              "use as the reference")
+                    ref_audio, ref_sr = _load(rng.choice(others), seconds)
+                    kw = {"steps": steps} if steps is not None else {}
+                    if method == "reference":
+                        style = analyse(ref_audio, ref_sr, cfg).mel[0]
+                        mid = mid_mel(analysis)
+                        mid_out, _ = ref_mode.reference_transfer(mid, style, seed=seed,
+                                                                 mel_config=cfg, **kw)
+                        mel = apply_mid_change(analysis.mel, mid, mid_out)
+                    else:  # gram-baseline: its own spectrogram, optimiser and inversion
+                        out, _ = ref_mode.baseline_gram_transfer(
+                            torch.from_numpy(audio[0]), torch.from_numpy(ref_audio[0]),
+                            sample_rate=sr, seed=seed, **kw)
+                        wav = out.numpy()[None].astype(np.float32)
+                if mel is not None:
+                    wav = synthesise(mel, analysis, recon)
+                spent = time.perf_counter() - t0
+            out_f = ident_f if method == "identity" else features(wav, audio, sr)
+            rows.append(row(out_f, source, target, truth, spent))
+            floor.append(row(ident_f, source, target, truth, ident_s))
+    return rows, floor
+
+
+_CACHE = None
+
+
+def _cache():
+    """One model cache per process (workers evaluate several tunes)."""
+    global _CACHE
+    from genreshift.inference import convert as tconv
+
+    if _CACHE is None:
+        _CACHE = tconv.ModelCache(torch.device("cpu"))
+    return _CACHE
+
+
 def evaluate(
     corpus: Corpus,
     method: str,
@@ -237,23 +374,22 @@ def evaluate(
     steps: int | None = None,
     seed: int = 0,
     judge: FeatureJudge | None = None,
+    jobs: int = 1,
     progress: bool = False,
 ) -> dict:
     """Run ``method`` on every (source, target) pair of ``split`` and measure it next to the
     reconstruction floor (the input analysed and reconstructed unchanged). Returns the report:
-    per pair and overall summaries, every row, the confusion counts of both judges."""
+    per pair and overall summaries, every row, the confusion counts of both judges.
+
+    ``jobs`` > 1 evaluates tunes in that many worker processes of one torch thread each (the
+    results do not depend on it: each tune draws its references from its own seeded RNG)."""
     from genreshift.inference import convert as tconv
-    from genreshift.inference import reference as ref_mode
-    from genreshift.inference.pipeline import (
-        ReconstructionConfig,
-        analyse,
-        apply_mid_change,
-        mid_mel,
-        synthesise,
-    )
+    from genreshift.inference.pipeline import analyse
 
     if method not in METHODS:
         raise GenreshiftError(f"unknown method '{method}'; choose {', '.join(METHODS)}")
+    if jobs < 1:
+        raise GenreshiftError(f"--jobs {jobs}: use 1 or more processes")
     genres = corpus.genres()
     pairs = list(pairs) if pairs is not None else parse_pairs(None, genres)
     models = tconv.scan_models(models_dir)
@@ -265,97 +401,46 @@ def evaluate(
         if missing:
             raise GenreshiftError(f"no converter to {', '.join(missing)}; available: "
                                   f"{', '.join(models.targets())}")
-    cache = tconv.ModelCache(torch.device("cpu"))
-    clf = cache.classifier(models.classifier)
+    clf = _cache().classifier(models.classifier)
     cfg = clf.mel_config
-    judges = Judges(clf, judge or fit_feature_judge(corpus, seconds=seconds,
-                                                    progress=progress))
-    recon = ReconstructionConfig()
     by_tune = corpus.tunes(split)
     names = sorted(by_tune)[:tunes] if tunes else sorted(by_tune)
+    work = [t for t in names if any(s in by_tune[t] and d in by_tune[t] for s, d in pairs)]
+    if not work:
+        raise GenreshiftError(f"no (tune, source, target) renderings for {pairs} in split "
+                              f"'{split}'")
     means = None
     if method == "eq":
         means = genre_mean_spectra(
             (r["genre"], analyse(*_load(corpus.root / r["file_name"], seconds), cfg).mel)
             for r in corpus.rows if r["split"] == "train")
-    rng = random.Random(seed)
+        missing = sorted({t for _, t in pairs} - set(means))
+        if missing:
+            raise GenreshiftError(f"{corpus.root}: no '{', '.join(missing)}' renderings in the "
+                                  "train split to take the EQ target from")
+    plan = _Plan(corpus, method, pairs, models_dir, seconds, steps, seed,
+                 judge or fit_feature_judge(corpus, seconds=seconds, progress=progress), means,
+                 threads=1 if jobs > 1 else None)
+    n_clips = sum(1 for t in work for s, d in pairs if s in by_tune[t] and d in by_tune[t])
+    bar = tqdm(total=n_clips, desc=method, unit="clip", disable=not progress)
+    results: dict[str, tuple[list, list]] = {}
+    if jobs == 1:
+        for tune in work:
+            results[tune] = _evaluate_tune(plan, tune)
+            bar.update(len(results[tune][0]))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    def measure(wav, audio, sr, target, truth, spent) -> dict:
-        cnn, feat = judges.judge(wav[0], sr, cfg)
-        out_mel = analyse(wav, sr, cfg).mel[0]
-        return {"target": target,
-                "cnn_hit": max(cnn, key=cnn.get) == target, "cnn_p": cnn.get(target, 0.0),
-                "cnn_label": max(cnn, key=cnn.get),
-                "judge_hit": max(feat, key=feat.get) == target,
-                "judge_p": feat.get(target, 0.0), "judge_label": max(feat, key=feat.get),
-                "lsd_db": mel_lsd(truth, out_mel, cfg),
-                "chroma": chroma_similarity(audio[0], wav[0], sr),
-                "onset_f": onset_f_measure(audio[0], wav[0], sr),
-                "seconds": audio.shape[-1] / sr, "seconds_spent": spent}
-
-    rows, floor = [], []
-    work = [(t, s, d) for t in names for s, d in pairs
-            if s in by_tune[t] and d in by_tune[t]]
-    bar = tqdm(total=len(work), desc=method, unit="clip", disable=not progress)
-    for tune in names:
-        todo = [(s, d) for tt, s, d in work if tt == tune]
-        for source in sorted({s for s, _ in todo}):
-            audio, sr = _load(by_tune[tune][source], seconds)
-            t0 = time.perf_counter()
-            analysis = analyse(audio, sr, cfg)
-            ident = synthesise(analysis.mel, analysis, recon)
-            ident_s = time.perf_counter() - t0
-            for _, target in [p for p in todo if p[0] == source]:
-                truth = analyse(*_load(by_tune[tune][target], seconds), cfg).mel[0]
-                t0 = time.perf_counter()
-                if method == "identity":
-                    wav, spent = ident, ident_s
-                else:
-                    if method == "eq":
-                        mel = eq_mel(analysis.mel, means[target])
-                    elif method == "trained":
-                        info, direction = tconv.choose_converter(models, target, source)
-                        mel = tconv.convert_mel(analysis.mel,
-                                                [(cache.generator(info, direction), 1.0)],
-                                                stride=cache.stride(info))
-                    else:
-                        # a random other tune in the target genre, from any split (never
-                        # the ground truth: the same tune)
-                        others = sorted(corpus.root / r["file_name"] for r in corpus.rows
-                                        if r["genre"] == target and r["tune"] != tune)
-                        if not others:
-                            raise GenreshiftError(f"{corpus.root}: no other tune in {target} "
-                                                  "to use as the reference")
-                        ref_path = rng.choice(others)
-                        ref_audio, ref_sr = _load(ref_path, seconds)
-                        if method == "reference":
-                            style = analyse(ref_audio, ref_sr, cfg).mel[0]
-                            mid = mid_mel(analysis)
-                            kw = {"steps": steps} if steps is not None else {}
-                            mid_out, _ = ref_mode.reference_transfer(mid, style, seed=seed,
-                                                                     mel_config=cfg, **kw)
-                            mel = apply_mid_change(analysis.mel, mid, mid_out)
-                        else:  # gram-baseline: its own spectrogram, optimiser and inversion
-                            kw = {"steps": steps} if steps is not None else {}
-                            out, _ = ref_mode.baseline_gram_transfer(
-                                torch.from_numpy(audio[0]), torch.from_numpy(ref_audio[0]),
-                                sample_rate=sr, seed=seed, **kw)
-                            mel = None
-                            wav = out.numpy()[None].astype(np.float32)
-                    if mel is not None:
-                        wav = synthesise(mel, analysis, recon)
-                    spent = time.perf_counter() - t0
-                row = measure(wav, audio, sr, target, truth, spent)
-                row.update(tune=tune, source=source)
-                rows.append(row)
-                fl = measure(ident, audio, sr, target, truth, ident_s)
-                fl.update(tune=tune, source=source)
-                floor.append(fl)
-                bar.update(1)
+        with ProcessPoolExecutor(max_workers=min(jobs, len(work)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_evaluate_tune, plan, t): t for t in work}
+            for f in as_completed(futures):
+                results[futures[f]] = f.result()
+                bar.update(len(results[futures[f]][0]))
     bar.close()
-    if not rows:
-        raise GenreshiftError(f"no (tune, source, target) renderings for {pairs} in split "
-                              f"'{split}'")
+    rows = [r for t in work for r in results[t][0]]
+    floor = [r for t in work for r in results[t][1]]
     per_pair = {}
     for s, d in pairs:
         sel = [r for r in rows if r["source"] == s and r["target"] == d]
@@ -368,7 +453,8 @@ def evaluate(
     confusion = {k: {t: {lab: sum(1 for r in rows if r["target"] == t and r[f"{k}_label"] == lab)
                          for lab in labels} for t in sorted({r["target"] for r in rows})}
                  for k in ("cnn", "judge")}
-    return {"method": method, "split": split, "tunes": len(names), "seconds": seconds,
+    return {"method": method, "split": split, "tunes": len(work), "seconds": seconds,
+            "steps": steps, "seed": seed,
             "overall": {"method": _summarise(rows), "floor": _summarise(floor)},
             "per_pair": per_pair, "confusion": confusion, "rows": rows}
 

@@ -1,0 +1,679 @@
+"""Regenerate BENCHMARKS.md from scratch: every table, measured now, on this machine.
+
+Renders the paired synthetic corpus (the same command and seed as `make default-models`, so
+its test split holds the tunes the shipped models never saw), evaluates every conversion
+method and baseline on it (`genreshift evaluate`'s library call), times the CLI, and runs
+every other benchmark script in benchmarks/. Each section records its command, its wall time
+and the load average around it; the file is stamped with the commit and the date, and a PNG
+of the comparison (metric bars per method next to the reconstruction floor, confusion
+matrices) is written next to it.
+
+    benchmarks/run_all                      # everything, about 45 minutes on 2 cores
+    benchmarks/run_all --only evaluate      # (after a run) one section, into --work's copy
+    benchmarks/run_all --quick --work /tmp/x --out /tmp/x/B.md    # a smoke run, minutes
+
+The scratch folder (--work, several GB: corpus, mel shards) is deleted at the end unless
+--keep. If a section fails, BENCHMARKS.md is left alone and the partial result goes to
+the scratch folder instead (which is then kept), with the failing command's log.
+
+Written by hand: no benchmark runner does "run these scripts, keep their Markdown, stamp it".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = ".genreshift-run-all"  # marks a --work folder this script made and may delete
+GENRES = "classical,jazz,rock,electronic,hiphop"
+TEN_GENRES = GENRES + ",blues,country,reggae,metal,lofi"
+
+
+@dataclass
+class Sizes:
+    """How much each section measures: the full run, or --quick's smoke run."""
+
+    tunes: int = 200  # corpus: same as `make default-models`
+    seconds: float = 30.0
+    genres: str = GENRES
+    eval_tunes: int = 8  # test tunes per method in the comparison (x 20 genre pairs)
+    eval_seconds: float | None = None  # whole clips
+    gram_tunes: int = 2
+    gram_pairs: str = "rock:jazz"
+    gram_seconds: float = 5.0
+    gram_steps: int | None = None  # the published 300
+    sweep_tunes: int = 5  # per source genre (x 4 targets x 5 window settings)
+    seams_every: int = 10
+    convert_repeats: int = 5
+    convert_seconds: float = 30.0
+    roundtrip_runs: int = 3
+    roundtrip_clips: int = 2
+    roundtrip_iters: str = "0,16,32,64"
+    roundtrip_hops: str = "256,512"
+    oracle_tunes: int = 2
+    sep10_tunes: int = 20
+    tensor_clips: int = 1000
+    tensor_seconds: float = 30.0
+    ref_seconds: float = 8.0
+    ref_baseline_steps: int | None = None  # the published 300
+    model_repeats: int = 3
+    model_train_steps: int = 3
+    model_candidates: tuple[str, ...] = ()  # () = all
+    jobs: int = 2
+
+
+QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", eval_tunes=1, gram_tunes=1,
+              gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
+              convert_repeats=1, convert_seconds=5.0, roundtrip_runs=1, roundtrip_clips=1,
+              roundtrip_iters="0,2", roundtrip_hops="512", oracle_tunes=1, sep10_tunes=6,
+              tensor_clips=20, tensor_seconds=5.0, ref_seconds=3.0, ref_baseline_steps=2,
+              model_repeats=1, model_train_steps=1, model_candidates=("212d-8",))
+
+
+@dataclass
+class Context:
+    work: Path
+    sizes: Sizes
+    python: str
+    reports: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def corpus(self) -> Path:
+        return self.work / "synth"
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    about: str  # what it measures and why; no numbers (they would go stale)
+    run: Callable[[Context], str]  # -> the Markdown body
+
+
+class SectionFailed(Exception):
+    pass
+
+
+def _rel(path: Path | str) -> str:
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _script(ctx: Context, name: str, args: list, env: dict | None = None) -> str:
+    """Run benchmarks/NAME with ARGS; its stdout (Markdown) is the section body."""
+    argv = [ctx.python, str(ROOT / "benchmarks" / name), *map(str, args)]
+    return _command(ctx, name, argv, env)
+
+
+def _command(ctx: Context, name: str, argv: list[str], env: dict | None = None) -> str:
+    log = ctx.work / "logs" / f"{Path(name).stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    shown = ".venv/bin/python " + " ".join(
+        shlex.quote(_rel(a)) for a in argv[1:]) if argv[0] == ctx.python else shlex.join(argv)
+    with open(log, "a") as err:
+        r = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                           env={**os.environ, **(env or {})})
+    if r.returncode:
+        raise SectionFailed(f"`{shown}` exited with {r.returncode}; its log: {log}")
+    return f"```\n{shown}\n```\n\n{r.stdout.strip()}\n"
+
+
+# --------------------------------------------------------------------------- the sections
+
+
+def run_corpus(ctx: Context) -> str:
+    s = ctx.sizes
+    shutil.rmtree(ctx.corpus, ignore_errors=True)
+    return _script(ctx, "synth_speed.py", ["--tunes", s.tunes, "--seconds", s.seconds,
+                                           "--genres", s.genres, "--seed", 0, "--workers", 2,
+                                           "--out", ctx.corpus])
+
+
+def _evaluate(ctx: Context, method: str, judge, tag: str = "", **kw) -> dict:
+    from genreshift.inference import evaluate as ev
+
+    t0 = time.perf_counter()
+    report = ev.evaluate(ev.Corpus.open(ctx.corpus), method, judge=judge,
+                         jobs=ctx.sizes.jobs, **kw)
+    report["wall_s"] = time.perf_counter() - t0
+    path = ctx.work / "reports" / f"{tag}{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def _comparison_table(reports: list[dict]) -> list[str]:
+    floor = reports[0]["overall"]["floor"]
+    lines = ["| method | clips | transfer, classifier | transfer, feature judge | "
+             "p(target), classifier | LSD to the real rendering (dB) | chroma kept | "
+             "onset F-measure | real-time factor | wall (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| *reconstruction floor* | {floor['clips']} | {_pct(floor['cnn_hit'])} | "
+             f"{_pct(floor['judge_hit'])} | {floor['cnn_p']:.2f} | {floor['lsd_db']:.2f} | "
+             f"{floor['chroma']:.3f} | {floor['onset_f']:.3f} | {floor['rtf']:.3f} | — |"]
+    for r in reports:
+        m, fl = r["overall"]["method"], r["overall"]["floor"]
+        change = (m["lsd_db"] - fl["lsd_db"]) / fl["lsd_db"]
+        lines.append(f"| {r['method']} | {m['clips']} | {_pct(m['cnn_hit'])} | "
+                     f"{_pct(m['judge_hit'])} | {m['cnn_p']:.2f} | {m['lsd_db']:.2f} "
+                     f"({change:+.1%}) | {m['chroma']:.3f} | {m['onset_f']:.3f} | "
+                     f"{m['rtf']:.3f} | {r['wall_s']:.0f} |")
+    return lines
+
+
+def _per_target(reports: list[dict]) -> list[str]:
+    targets = sorted({row["target"] for r in reports for row in r["rows"]})
+    lines = ["| target | " + " | ".join(r["method"] for r in reports) + " |",
+             "|---|" + "---:|" * len(reports)]
+    for t in targets:
+        cells = []
+        for r in reports:
+            sel = [row for row in r["rows"] if row["target"] == t]
+            cells.append(f"{_pct(sum(x['cnn_hit'] for x in sel) / len(sel))} / "
+                         f"{_pct(sum(x['judge_hit'] for x in sel) / len(sel))}")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _trained_detail(report: dict) -> list[str]:
+    lines = ["| target | clips | transfer, classifier | transfer, feature judge | "
+             "p(target) | LSD, dB (floor) | chroma kept |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = report["rows"]
+    targets = sorted({r["target"] for r in rows})
+    for t in [*targets, None]:
+        sel = [r for r in rows if t is None or r["target"] == t]
+        pairs = [v for k, v in report["per_pair"].items() if t is None or k.endswith(f":{t}")]
+        fl_lsd = (sum(p["floor"]["lsd_db"] * p["floor"]["clips"] for p in pairs)
+                  / sum(p["floor"]["clips"] for p in pairs))
+        mean = {k: sum(float(r[k]) for r in sel) / len(sel)
+                for k in ("cnn_hit", "judge_hit", "cnn_p", "lsd_db", "chroma")}
+        name = "**all**" if t is None else t
+        lines.append(f"| {name} | {len(sel)} | {_pct(mean['cnn_hit'])} | "
+                     f"{_pct(mean['judge_hit'])} | {mean['cnn_p']:.2f} | "
+                     f"{mean['lsd_db']:.2f} ({fl_lsd:.2f}) | {mean['chroma']:.3f} |")
+    return lines
+
+
+def _confusion(report: dict, judge: str) -> list[str]:
+    conf = report["confusion"][judge]
+    labels = [lab for lab in next(iter(conf.values()))
+              if any(row.get(lab) for row in conf.values())]
+    lines = ["| target \\ judged | " + " | ".join(labels) + " |",
+             "|---|" + "---:|" * len(labels)]
+    for t, row in conf.items():
+        lines.append(f"| {t} | " + " | ".join(str(row[lab]) for lab in labels) + " |")
+    return lines
+
+
+def run_evaluate(ctx: Context) -> str:
+    from genreshift.inference import evaluate as ev
+    from genreshift.inference.plot import plot_evaluation
+
+    s = ctx.sizes
+    corpus = ev.Corpus.open(ctx.corpus)
+    t0 = time.perf_counter()
+    judge = ev.fit_feature_judge(corpus, seconds=s.eval_seconds)
+    judge_s = time.perf_counter() - t0
+    reports = [_evaluate(ctx, m, judge, tunes=s.eval_tunes, seconds=s.eval_seconds)
+               for m in ("identity", "eq", "trained", "reference")]
+    ctx.reports["main"] = {r["method"]: r for r in reports}
+    png = ctx.work / "comparison.png"
+    plot_evaluation(png, reports)
+    ctx.reports["png"] = png
+    trained = ctx.reports["main"]["trained"]
+    m, fl = trained["overall"]["method"], trained["overall"]["floor"]
+    lsd_change = (m["lsd_db"] - fl["lsd_db"]) / fl["lsd_db"]
+    clip = "whole clips" if s.eval_seconds is None else f"the first {s.eval_seconds:g} s"
+    out = [
+        "```",
+        "genreshift evaluate --data SYNTH --split test --method METHOD "
+        f"--tunes {s.eval_tunes}{'' if s.eval_seconds is None else f' --seconds {s.eval_seconds:g}'} "
+        f"--jobs {s.jobs} --out METHOD.json   # for each method (the library call, one "
+        "feature judge for all)",
+        "```", "",
+        f"{trained['tunes']} test tunes, {clip}, every ordered pair of "
+        f"{len(corpus.genres())} genres; the feature judge was fitted on the "
+        f"{sum(1 for r in corpus.rows if r['split'] == 'train')} train-split renderings in "
+        f"{judge_s:.0f} s. {s.jobs} processes of one torch thread each.", "",
+        *_comparison_table(reports), "",
+        "LSD in brackets: change against the reconstruction floor (the same clips analysed and "
+        "reconstructed unchanged). Real-time factor: seconds of work per second of audio "
+        "(conversion and reconstruction; the floor's is reconstruction alone).", "",
+        "Transfer per target genre, classifier / feature judge:", "",
+        *_per_target(reports), "",
+        "### Trained mode (the shipped default models) per target", "",
+        *_trained_detail(trained), "",
+        "Goals of the default models: transfer >= 80% "
+        f"({'met' if m['cnn_hit'] >= 0.8 else 'not met'}: {_pct(m['cnn_hit'])}), chroma "
+        f">= 0.7 ({'met' if m['chroma'] >= 0.7 else 'not met'}: {m['chroma']:.3f}), LSD 25% "
+        f"below the floor ({'met' if lsd_change <= -0.25 else 'not met'}: {lsd_change:+.1%}).",
+        "",
+        "Trained mode, the classifier's label against the target (rows):", "",
+        *_confusion(trained, "cnn"), "",
+        "The same, judged by the feature judge:", "",
+        *_confusion(trained, "judge"), "",
+        "![metric bars per method next to the floor, confusion matrix](benchmarks/results/"
+        "comparison.png)",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def run_gram(ctx: Context) -> str:
+    from genreshift.inference import evaluate as ev
+
+    s = ctx.sizes
+    corpus = ev.Corpus.open(ctx.corpus)
+    pairs = ev.parse_pairs(s.gram_pairs, corpus.genres())
+    judge = ev.fit_feature_judge(corpus, seconds=s.gram_seconds)
+    reports = [_evaluate(ctx, m, judge, tunes=s.gram_tunes, seconds=s.gram_seconds,
+                         pairs=pairs, steps=s.gram_steps if m == "gram-baseline" else None,
+                         tag="small-")
+               for m in ev.METHODS]
+    ctx.reports["small"] = {r["method"]: r for r in reports}
+    steps = "" if s.gram_steps is None else f" --steps {s.gram_steps}"
+    out = [
+        "```",
+        f"genreshift evaluate --data SYNTH --split test --method METHOD --tunes {s.gram_tunes} "
+        f"--pairs {s.gram_pairs} --seconds {s.gram_seconds:g} --jobs {s.jobs} --out "
+        f"METHOD.json   # gram-baseline with{steps or ' its 300 Adam steps'}",
+        "```", "",
+        f"{reports[0]['tunes']} test tunes x {len(pairs)} pairs, the first {s.gram_seconds:g} s "
+        "of each rendering; reference methods use the same references (a random other tune "
+        "of the target genre, drawn per tune from the seed).", "",
+        *_comparison_table(reports), "",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def run_window_sweep(ctx: Context) -> str:
+    return _script(ctx, "window_sweep.py", ["--data", ctx.corpus, "--jobs", ctx.sizes.jobs,
+                                            "--tunes", ctx.sizes.sweep_tunes])
+
+
+def run_window_seams(ctx: Context) -> str:
+    return _script(ctx, "window_seams.py", ["--data", ctx.corpus,
+                                            "--every", ctx.sizes.seams_every])
+
+
+def run_convert_speed(ctx: Context) -> str:
+    s = ctx.sizes
+    return _script(ctx, "convert_speed.py", ["--threads", 2, "--repeats", s.convert_repeats,
+                                             "--seconds", s.convert_seconds])
+
+
+def run_roundtrip_cli(ctx: Context) -> str:
+    from genreshift.inference.evaluate import Corpus
+
+    clip = min(Corpus.open(ctx.corpus).tunes("test").values(),
+               key=lambda g: sorted(g.values()))
+    clip = clip.get("rock", next(iter(clip.values())))
+    out = ctx.work / "roundtrip_cli.wav"
+    lines = ["| torch threads | load (s) | mel (s) | reconstruction (s) | write (s) | "
+             "total, each run (s) |", "|---:|---:|---:|---:|---:|---:|"]
+    cmd = None
+    for threads in (1, 2):
+        argv = [str(Path(ctx.python).parent / "genreshift"), "roundtrip", str(clip), "-o",
+                str(out), "--force", "--json"]
+        if not Path(argv[0]).exists():
+            argv[:1] = [ctx.python, "-m", "genreshift"]
+        runs = []
+        for _ in range(ctx.sizes.roundtrip_runs):
+            r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
+                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            if r.returncode:
+                raise SectionFailed(f"`{shlex.join(argv)}` exited with {r.returncode}: "
+                                    f"{r.stderr.strip()[-500:]}")
+            runs.append(json.loads(r.stdout)["timings_s"])
+        cmd = f"OMP_NUM_THREADS=N genreshift roundtrip {_rel(clip)} -o OUT.wav --force --json"
+
+        def span(key: str, runs=runs) -> str:
+            lo, hi = min(r[key] for r in runs), max(r[key] for r in runs)
+            return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}"
+
+        lines.append(f"| {threads} | {span('load')} | {span('mel')} | "
+                     f"{span('reconstruction')} | {span('write')} | "
+                     + " / ".join(f"{sum(r.values()):.2f}" for r in runs) + " |")
+    return f"```\n{cmd}\n```\n\n" + "\n".join(lines) + "\n"
+
+
+def _test_clips(ctx: Context, n: int) -> list[Path]:
+    """n test renderings, one tune each, genres in turn."""
+    from genreshift.inference.evaluate import Corpus
+
+    tunes = Corpus.open(ctx.corpus).tunes("test")
+    out = []
+    for i, name in enumerate(sorted(tunes)[:n]):
+        genres = sorted(tunes[name])
+        out.append(tunes[name][genres[i % len(genres)]])
+    return out
+
+
+def run_roundtrip(ctx: Context) -> str:
+    s = ctx.sizes
+    return _script(ctx, "roundtrip.py", [*_test_clips(ctx, s.roundtrip_clips), "--seconds",
+                                         s.seconds, "--iters", s.roundtrip_iters, "--hops",
+                                         s.roundtrip_hops])
+
+
+def run_oracle(ctx: Context) -> str:
+    s = ctx.sizes
+    iters = ",".join(i for i in s.roundtrip_iters.split(",") if int(i) <= 32)
+    return _script(ctx, "roundtrip.py", ["--paired", ctx.corpus, "--paired-tunes",
+                                         s.oracle_tunes, "--skip-roundtrip", "--iters", iters,
+                                         "--seconds", s.seconds])
+
+
+def run_separability(ctx: Context) -> str:
+    s = ctx.sizes
+    five = _script(ctx, "separability.py", ["--corpus", ctx.corpus])
+    shutil.rmtree(ctx.work / "synth10", ignore_errors=True)
+    ten = _script(ctx, "separability.py", ["--tunes", s.sep10_tunes, "--seconds", s.seconds,
+                                           "--seed", 0, "--genres", TEN_GENRES,
+                                           "--out", ctx.work / "synth10"])
+    return (f"The corpus above (its {s.genres.count(',') + 1} default genres):\n\n{five}\n"
+            f"All ten genres the arranger knows, a smaller corpus:\n\n{ten}")
+
+
+def run_tensors(ctx: Context) -> str:
+    s = ctx.sizes
+    return _script(ctx, "tensors_speed.py", ["--dir", ctx.work / "tensors", "--clips",
+                                             s.tensor_clips, "--seconds", s.tensor_seconds])
+
+
+def run_reference_speed(ctx: Context) -> str:
+    s = ctx.sizes
+    tunes = __import__("genreshift.inference.evaluate", fromlist=["Corpus"]).Corpus.open(
+        ctx.corpus).tunes("test")
+    names = sorted(tunes)
+    song_genre, ref_genre = sorted(tunes[names[0]])[0], sorted(tunes[names[-1]])[-1]
+    args = ["--song", tunes[names[0]][song_genre], "--ref", tunes[names[-1]][ref_genre],
+            "--seconds", s.ref_seconds, "--out", ctx.work / "reference"]
+    if s.ref_baseline_steps is not None:
+        args += ["--baseline-steps", s.ref_baseline_steps]
+    return _script(ctx, "reference_speed.py", args)
+
+
+def run_models_speed(ctx: Context) -> str:
+    s = ctx.sizes
+    args = ["--threads", 1, "--repeats", s.model_repeats, "--train-steps", s.model_train_steps]
+    if s.model_candidates:
+        args += ["--candidates", *s.model_candidates]
+    return _script(ctx, "models_speed.py", args)
+
+
+SECTIONS = [
+    Section("corpus", "Synthetic corpus: rendering speed",
+            "The paired corpus every later section uses, rendered now with the real builder "
+            "(`build_synth_corpus`, 2 worker processes): public-domain tunes from the music21 "
+            "corpus, each arranged in every genre and rendered with TinySoundFont from "
+            "FluidR3_GM or TimGM6mb, 22 050 Hz mono, -20 LUFS. Same tunes, seed and size as "
+            "`make default-models`, so its test split holds the tunes the shipped models never "
+            "saw. The CPU rows count every process (`resource.getrusage` of this process and "
+            "its reaped workers): the rate of one core that has the machine to itself. Target: "
+            ">= 50x real time per core (500 tunes x 5 genres x 30 s in <= 15 min on 2 cores).",
+            run_corpus),
+    Section("evaluate", "Conversion methods compared on held-out tunes",
+            "Every method converts each test tune's rendering in one genre to each other genre; "
+            "the *reconstructed audio* is analysed again and measured against the real "
+            "rendering of the same tune in the target genre (paired ground truth). Transfer: "
+            "the share labelled as the target by the shipped CNN classifier and by an "
+            "independent feature judge (logistic regression on MFCC / spectral-contrast "
+            "statistics, fitted on the train split), so that no number rests on the model the "
+            "converters were validated against. Content kept: chroma cosine similarity and "
+            "onset F-measure (mir_eval, 50 ms) between input and output. Methods: identity "
+            "(the input, reconstructed: the floor), eq (a fixed per-band gain onto the target "
+            "genre's average spectrum from the train split), trained (the shipped converters, "
+            "`genreshift convert --to`), reference (`genreshift convert --like`, reference = a "
+            "random other tune of the target genre).", run_evaluate),
+    Section("gram", "The published Gram baseline next to every method (short excerpts)",
+            "The published audio style transfer (Ulyanov & Lebedev: log(1+|STFT|), one random "
+            "conv layer of 4096 filters, 300 Adam steps, Griffin-Lim) costs minutes of CPU "
+            "per second of audio here, so it is compared with every other method on a few "
+            "short excerpts, all methods on the same clips and references.", run_gram),
+    Section("window_sweep", "Trained mode: generator window length",
+            "Transfer of the converted log-mel (no reconstruction) for several generator "
+            "window lengths (cross-faded; 64-frame overlap, 42 for 128) and for the whole clip "
+            "in one pass, on the test-split conversions of the first tunes of each source "
+            "genre. Instance norm takes its statistics "
+            "from the window it sees; the training windows are 128 frames.", run_window_sweep),
+    Section("window_seams", "Trained mode: windowed against one-piece output",
+            "How far the windowed conversion is from one pass of the generator over the whole "
+            "clip; tests/test_default_models.py bounds this for the shipped converters.",
+            run_window_seams),
+    Section("convert_speed", "Trained mode: conversion speed",
+            "`genreshift convert --to jazz` on a 44.1 kHz stereo 16-bit WAV (the bundled "
+            "example repeated), stage by stage through the library call behind the CLI (models "
+            "loaded once), then the CLI as a new process. Target: <= 3 s for 30 s in-process.",
+            run_convert_speed),
+    Section("roundtrip_cli", "Reconstruction alone: the CLI round trip",
+            "`genreshift roundtrip` (wav -> log-mel -> wav, mel-projected Griffin-Lim from the "
+            "input's phase, 32 iterations, hop 512: the defaults) on one test rendering, "
+            "stage timings from its --json output, with one and two torch threads.",
+            run_roundtrip_cli),
+    Section("roundtrip", "Reconstruction alone: settings",
+            "What analysis + reconstruction costs before any conversion, for the settings that "
+            "chose the defaults: LSD and spectral convergence of the reconstruction against "
+            "the input on the same STFT grid; mel LSD between the reconstruction's log-mel and "
+            "the log-mel it was made from (what matters once a converter made the log-mel). "
+            "**mel** = genreshift's Griffin-Lim that projects onto the target log-mel "
+            "(`spectral.mel_griffin_lim`); **linear** = classic fast Griffin-Lim on the NNLS "
+            "linear magnitude; both start from the NNLS inverse mel.", run_roundtrip),
+    Section("oracle", "Reconstruction alone: oracle conversion",
+            "A perfect converter would output the true log-mel of the target rendering: here "
+            "the true log-mel of a tune in genre B is reconstructed starting from the phase of "
+            "the same tune in genre A, and compared with the real B rendering. Does the "
+            "input's phase still help once the content changes?", run_oracle),
+    Section("separability", "Synthetic corpus: separability of genre and content",
+            "(1) A logistic regression on MFCC statistics, tested on tunes it never saw: is "
+            "genre recognisable from timbre and rhythm alone (target >= 95%)? (2) Frame-by-"
+            "frame chroma similarity of renderings of the same tune in different genres "
+            "against different tunes (AUC = probability that a same-tune pair scores above a "
+            "different-tune pair): does the content survive the genre change?",
+            run_separability),
+    Section("tensors", "Mel tensors: GTZAN-sized input",
+            "Clips in GTZAN's layout and format (22 050 Hz mono 16-bit WAV, "
+            "`genres/<genre>/<genre>.000NN.wav`, music-like generated signals) -> mel shards + "
+            "manifest with `build_tensors` (split random, so every clip is processed), then "
+            "the rerun on the finished folder and MelWindows' read speed. Target: 1000 x 30 s "
+            "in <= 3 minutes on 2 cores.", run_tensors),
+    Section("reference_speed", "Reference mode against the published Gram baseline",
+            "`genreshift convert --like` (log-mel, random filters, L-BFGS) and the published "
+            "approach, end to end on the same test rendering and reference; style loss in "
+            "each method's own feature space and in shared ones, measured on the written "
+            "audio.", run_reference_speed),
+    Section("models_speed", "Models: size and speed of the generator designs",
+            "Each candidate generator: parameters, converter file size, a 30 s clip through "
+            "it, and full CycleGAN training steps (both generators, both discriminators), one "
+            "torch thread. \"212d\" is the 2-1-2-D design (2-D down/upsampling around a 1-D "
+            "residual core, as in CycleGAN-VC2 / MaskCycleGAN-VC); \"2d\" a 2-D U-Net.",
+            run_models_speed),
+]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _git(*args: str) -> str:
+    r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return r.stdout.strip()
+
+
+def _machine() -> str:
+    import torch
+
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        mem_s = f", {mem:.0f} GiB RAM"
+    except (ValueError, OSError):
+        mem_s = ""
+    gpu = "no GPU" if not torch.cuda.is_available() else torch.cuda.get_device_name(0)
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores{mem_s}, {gpu}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}")
+
+
+def _prepare_work(path: Path | None) -> Path:
+    """The scratch folder: new, or one an earlier run made (its corpus is reused by --only)."""
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="genreshift-benchmarks-"))
+    elif path.exists() and any(path.iterdir()) and not (path / MARKER).is_file():
+        raise SystemExit(f"error: --work {path} exists and was not made by run_all; give a "
+                         "new folder (it is deleted at the end unless --keep)")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).touch()
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    from genreshift.data.tensors import _atomic_write_text
+
+    _atomic_write_text(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="sections: " + ", ".join(s.name for s in SECTIONS))
+    ap.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--png", type=Path, default=None,
+                    help="the comparison plot (default: results/comparison.png next to --out "
+                         "for the repository's BENCHMARKS.md, else next to --out)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes: checks that everything runs, measures nothing useful")
+    ap.add_argument("--only", metavar="SECTION,...",
+                    help="run only these sections (the corpus is rendered when a section "
+                         "needs it)")
+    args = ap.parse_args(argv)
+
+    names = [s.name for s in SECTIONS]
+    wanted = names if args.only is None else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        ap.error(f"--only: unknown section {', '.join(unknown)}; choose from {', '.join(names)}")
+    repo_file = args.out.resolve() == (ROOT / "BENCHMARKS.md").resolve()
+    if args.only is not None and repo_file:
+        ap.error("--only writes a partial file: give it its own --out (BENCHMARKS.md holds "
+                 "every section)")
+    if args.quick and repo_file:
+        ap.error("--quick measures nothing useful: give it its own --out")
+    if not args.out.parent.is_dir():
+        ap.error(f"--out {args.out}: folder {args.out.parent} does not exist")
+    png = args.png or (ROOT / "benchmarks" / "results" / "comparison.png" if repo_file
+                       else args.out.parent / "comparison.png")
+    work = _prepare_work(args.work)
+    ctx = Context(work, QUICK if args.quick else Sizes(), sys.executable)
+    if "corpus" not in wanted and not (ctx.corpus / "metadata.csv").is_file():
+        wanted = ["corpus", *wanted]
+
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    started = dt.datetime.now(dt.timezone.utc)
+    t_start = time.perf_counter()
+    bodies: dict[str, str] = {}
+    times: dict[str, tuple[float, float, float]] = {}
+    failed: list[str] = []
+    print(f"run_all: {len(wanted)} sections, scratch folder {work}", flush=True)
+    for sec in SECTIONS:
+        if sec.name not in wanted:
+            continue
+        if failed and sec.name != "corpus" and "corpus" in failed:
+            break
+        load0, t0 = os.getloadavg()[0], time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {sec.name} ...", flush=True)
+        try:
+            bodies[sec.name] = sec.run(ctx)
+        except Exception as e:  # noqa: BLE001 - any failure: record it, go on, report at the end
+            if not isinstance(e, SectionFailed):
+                import traceback
+
+                log = work / "logs" / f"{sec.name}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a") as f:
+                    traceback.print_exc(file=f)
+                e = SectionFailed(f"{type(e).__name__}: {e} (traceback in {log})")
+            failed.append(sec.name)
+            bodies[sec.name] = f"**FAILED**: {e}\n"
+            print(f"  FAILED: {e}", file=sys.stderr, flush=True)
+        times[sec.name] = (time.perf_counter() - t0, load0, os.getloadavg()[0])
+        print(f"  {times[sec.name][0]:.0f} s", flush=True)
+    total = time.perf_counter() - t_start
+
+    header = [
+        "# genreshift benchmarks", "",
+        "Generated by `benchmarks/run_all` (`make benchmarks`): every number below was "
+        "measured by the command shown with it, in one run, on the machine named here. Do not "
+        "edit by hand; rerun it. The measurements that chose the defaults along the way, "
+        "with their dates and conditions, are in docs/DECISIONS.md.", "",
+        f"- Commit `{commit}`{' (with uncommitted changes)' if dirty else ''}, run started "
+        f"{started:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min in all"
+        f"{' — QUICK run: tiny sizes, not measurements' if args.quick else ''}",
+        f"- Machine: {_machine()}",
+        f"- `$WORK` below: the run's scratch folder ({'kept' if args.keep else 'deleted at the end'})",
+        "- Load average (1 min) before and after each section is given with it: on a shared "
+        "machine, wall times are upper bounds.", "",
+        "| section | wall time (s) | load before → after |", "|---|---:|---|",
+    ]
+    for sec in SECTIONS:
+        if sec.name in times:
+            w, l0, l1 = times[sec.name]
+            header.append(f"| [{sec.title}](#{_anchor(sec.title)}) | {w:.0f} | "
+                          f"{l0:.2f} → {l1:.2f} |")
+    parts = ["\n".join(header) + "\n"]
+    for sec in SECTIONS:
+        if sec.name in bodies:
+            parts.append(f"## {sec.title}\n\n{sec.about}\n\n{bodies[sec.name]}")
+    text = "\n".join(parts).replace(str(work), "$WORK")
+    if "png" in ctx.reports:
+        rel = os.path.relpath(png, args.out.parent)
+        text = text.replace("](benchmarks/results/comparison.png)", f"]({rel})")
+    if failed:
+        partial = work / "BENCHMARKS.partial.md"
+        partial.write_text(text)
+        print(f"error: {len(failed)} section(s) failed ({', '.join(failed)}); {args.out} was "
+              f"left alone. Partial result: {partial}; logs: {work / 'logs'}", file=sys.stderr)
+        return 1
+    if "png" in ctx.reports:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ctx.reports["png"], png)
+    summary = {name: {m: {k: v for k, v in r.items() if k != "rows"} for m, r in group.items()}
+               for name, group in ctx.reports.items() if name != "png"}
+    if summary:
+        (png.parent / "evaluate_summary.json").write_text(
+            json.dumps({"commit": commit, "started": f"{started:%Y-%m-%d %H:%M} UTC",
+                        **summary}, indent=1))
+    _atomic_write(args.out, text)
+    print(f"wrote {args.out} ({total / 60:.1f} min)" + (f" and {png}" if "png" in ctx.reports
+                                                         else ""))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    keep = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
+    return keep.replace(" ", "-")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""benchmarks/run_all: the suite that regenerates BENCHMARKS.md, run end to end at --quick
+sizes on the sections that evaluate every method (a freshly rendered corpus, the shipped
+models), and its refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_all(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"),
+                           *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_quick_run_writes_the_comparison(tmp_path: Path) -> None:
+    if not (Path("/usr/share/sounds/sf2") / "FluidR3_GM.sf2").is_file():
+        pytest.skip("GM SoundFonts not installed (the Makefile installs them)")
+    out = tmp_path / "B.md"
+    r = run_all("--quick", "--only", "evaluate,gram", "--work", tmp_path / "work",
+                "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = out.read_text()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    assert f"Commit `{commit}`" in text and "QUICK run" in text
+    # every method has a row in the comparison; the Gram section has all five
+    for method in ("identity", "eq", "trained", "reference"):
+        assert re.search(rf"^\| {method} \| 2 \|", text, re.M), method
+    gram = text.split("## The published Gram baseline")[1]
+    assert re.search(r"^\| gram-baseline \| 1 \|", gram, re.M)
+    # the table's numbers are the reports' numbers
+    summary = json.loads((tmp_path / "evaluate_summary.json").read_text())
+    trained = summary["main"]["trained"]["overall"]["method"]
+    assert f"| {trained['lsd_db']:.2f} (" in text
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert "](comparison.png)" in text
+    assert not (tmp_path / "work").exists()  # scratch removed without --keep
+    assert str(tmp_path) not in text  # scratch paths are written as $WORK
+
+
+def test_refusals(tmp_path: Path) -> None:
+    r = run_all("--only", "nope", "--out", tmp_path / "B.md")
+    assert r.returncode == 2 and "unknown section nope" in r.stderr
+    r = run_all("--only", "evaluate")  # a partial run must not replace BENCHMARKS.md
+    assert r.returncode == 2 and "own --out" in r.stderr
+    r = run_all("--quick")
+    assert r.returncode == 2 and "own --out" in r.stderr
+    (tmp_path / "someone").mkdir()
+    (tmp_path / "someone" / "file").write_text("x")
+    r = run_all("--work", tmp_path / "someone", "--out", tmp_path / "B.md")
+    assert r.returncode == 1 and "not made by run_all" in r.stderr
+    assert (tmp_path / "someone" / "file").is_file()
