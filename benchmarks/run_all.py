@@ -542,13 +542,9 @@ def _prepare_work(path: Path | None) -> Path:
     return path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    from genreshift.data.tensors import _atomic_write_text
-
-    _atomic_write_text(path, text)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from genreshift.fsutil import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="sections: " + ", ".join(s.name for s in SECTIONS))
@@ -648,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         text = text.replace("](benchmarks/results/comparison.png)", f"]({rel})")
     if failed:
         partial = work / "BENCHMARKS.partial.md"
-        partial.write_text(text)
+        atomic_write_text(partial, text)
         print(f"error: {len(failed)} section(s) failed ({', '.join(failed)}); {args.out} was "
               f"left alone. Partial result: {partial}; logs: {work / 'logs'}", file=sys.stderr)
         return 1
@@ -661,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         (png.parent / "evaluate_summary.json").write_text(
             json.dumps({"commit": commit, "started": f"{started:%Y-%m-%d %H:%M} UTC",
                         **summary}, indent=1))
-    _atomic_write(args.out, text)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out} ({total / 60:.1f} min)" + (f" and {png}" if "png" in ctx.reports
                                                          else ""))
     if not args.keep:
