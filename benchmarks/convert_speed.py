@@ -73,7 +73,7 @@ def main() -> None:
         med = {k: statistics.median(r[k] for r in runs) for k in stages}
         total = statistics.median(sum(r.values()) for r in runs)
         print(f"\n{args.seconds:g} s 44.1 kHz stereo song -> {args.to}, median of "
-              f"{args.repeats} (models loaded once):")
+              f"{args.repeats} (models loaded once):\n")
         print("| " + " | ".join(stages) + " | load to written file |")
         print("|" + "---|" * (len(stages) + 1))
         print("| " + " | ".join(f"{med[k]:.3f}" for k in stages) + f" | **{total:.2f} s** |")

@@ -52,7 +52,7 @@ class Sizes:
     eval_tunes: int = 8  # test tunes per method in the comparison (x 20 genre pairs)
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
-    gram_pairs: str = "rock:jazz"
+    gram_pairs: str = "rock:jazz,classical:electronic"
     gram_seconds: float = 5.0
     gram_steps: int | None = None  # the published 300
     sweep_tunes: int = 5  # per source genre (x 4 targets x 5 window settings)
@@ -60,10 +60,10 @@ class Sizes:
     convert_repeats: int = 5
     convert_seconds: float = 30.0
     roundtrip_runs: int = 3
-    roundtrip_clips: int = 2
+    roundtrip_clips: int = 4
     roundtrip_iters: str = "0,16,32,64"
     roundtrip_hops: str = "256,512"
-    oracle_tunes: int = 2
+    oracle_tunes: int = 4
     sep10_tunes: int = 20
     tensor_clips: int = 1000
     tensor_seconds: float = 30.0
@@ -89,6 +89,7 @@ class Context:
     sizes: Sizes
     python: str
     reports: dict[str, dict] = field(default_factory=dict)
+    pngs: list[Path] = field(default_factory=list)  # plots to publish next to --out
 
     @property
     def corpus(self) -> Path:
@@ -236,9 +237,8 @@ def run_evaluate(ctx: Context) -> str:
     reports = [_evaluate(ctx, m, judge, tunes=s.eval_tunes, seconds=s.eval_seconds)
                for m in ("identity", "eq", "trained", "reference")]
     ctx.reports["main"] = {r["method"]: r for r in reports}
-    png = ctx.work / "comparison.png"
-    plot_evaluation(png, reports)
-    ctx.reports["png"] = png
+    plot_evaluation(ctx.work / "comparison.png", reports)
+    ctx.pngs.append(ctx.work / "comparison.png")
     trained = ctx.reports["main"]["trained"]
     m, fl = trained["overall"]["method"], trained["overall"]["floor"]
     lsd_change = (m["lsd_db"] - fl["lsd_db"]) / fl["lsd_db"]
@@ -279,6 +279,7 @@ def run_evaluate(ctx: Context) -> str:
 
 def run_gram(ctx: Context) -> str:
     from genreshift.inference import evaluate as ev
+    from genreshift.inference.plot import plot_evaluation
 
     s = ctx.sizes
     corpus = ev.Corpus.open(ctx.corpus)
@@ -289,6 +290,8 @@ def run_gram(ctx: Context) -> str:
                          tag="small-")
                for m in ev.METHODS]
     ctx.reports["small"] = {r["method"]: r for r in reports}
+    plot_evaluation(ctx.work / "comparison_short.png", reports)
+    ctx.pngs.append(ctx.work / "comparison_short.png")
     steps = "" if s.gram_steps is None else f" --steps {s.gram_steps}"
     out = [
         "```",
@@ -300,6 +303,7 @@ def run_gram(ctx: Context) -> str:
         "of each rendering; reference methods use the same references (a random other tune "
         "of the target genre, drawn per tune from the seed).", "",
         *_comparison_table(reports), "",
+        "![the same, all five methods](benchmarks/results/comparison_short.png)",
     ]
     return "\n".join(out) + "\n"
 
@@ -542,22 +546,19 @@ def _prepare_work(path: Path | None) -> Path:
     return path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    from genreshift.data.tensors import _atomic_write_text
-
-    _atomic_write_text(path, text)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from genreshift.fsutil import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="sections: " + ", ".join(s.name for s in SECTIONS))
     ap.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    ap.add_argument("--png", type=Path, default=None,
-                    help="the comparison plot (default: results/comparison.png next to --out "
-                         "for the repository's BENCHMARKS.md, else next to --out)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="where the plots and evaluate_summary.json go (default: "
+                         "benchmarks/results/ for the repository's BENCHMARKS.md, else --out's "
+                         "folder)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes: checks that everything runs, measures nothing useful")
     ap.add_argument("--only", metavar="SECTION,...",
@@ -578,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--quick measures nothing useful: give it its own --out")
     if not args.out.parent.is_dir():
         ap.error(f"--out {args.out}: folder {args.out.parent} does not exist")
-    png = args.png or (ROOT / "benchmarks" / "results" / "comparison.png" if repo_file
-                       else args.out.parent / "comparison.png")
+    results = args.results or (ROOT / "benchmarks" / "results" if repo_file
+                               else args.out.parent)
     work = _prepare_work(args.work)
     ctx = Context(work, QUICK if args.quick else Sizes(), sys.executable)
     if "corpus" not in wanted and not (ctx.corpus / "metadata.csv").is_file():
@@ -643,27 +644,27 @@ def main(argv: list[str] | None = None) -> int:
         if sec.name in bodies:
             parts.append(f"## {sec.title}\n\n{sec.about}\n\n{bodies[sec.name]}")
     text = "\n".join(parts).replace(str(work), "$WORK")
-    if "png" in ctx.reports:
-        rel = os.path.relpath(png, args.out.parent)
-        text = text.replace("](benchmarks/results/comparison.png)", f"]({rel})")
+    for png in ctx.pngs:
+        rel = os.path.relpath(results / png.name, args.out.parent)
+        text = text.replace(f"](benchmarks/results/{png.name})", f"]({rel})")
     if failed:
         partial = work / "BENCHMARKS.partial.md"
-        partial.write_text(text)
+        atomic_write_text(partial, text)
         print(f"error: {len(failed)} section(s) failed ({', '.join(failed)}); {args.out} was "
               f"left alone. Partial result: {partial}; logs: {work / 'logs'}", file=sys.stderr)
         return 1
-    if "png" in ctx.reports:
-        png.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ctx.reports["png"], png)
+    results.mkdir(parents=True, exist_ok=True)
+    for png in ctx.pngs:
+        shutil.copyfile(png, results / png.name)
     summary = {name: {m: {k: v for k, v in r.items() if k != "rows"} for m, r in group.items()}
-               for name, group in ctx.reports.items() if name != "png"}
+               for name, group in ctx.reports.items()}
     if summary:
-        (png.parent / "evaluate_summary.json").write_text(
-            json.dumps({"commit": commit, "started": f"{started:%Y-%m-%d %H:%M} UTC",
-                        **summary}, indent=1))
-    _atomic_write(args.out, text)
-    print(f"wrote {args.out} ({total / 60:.1f} min)" + (f" and {png}" if "png" in ctx.reports
-                                                         else ""))
+        atomic_write_text(results / "evaluate_summary.json", json.dumps(
+            {"commit": commit, "started": f"{started:%Y-%m-%d %H:%M} UTC", **summary},
+            indent=1))
+    atomic_write_text(args.out, text)
+    print(f"wrote {args.out} ({total / 60:.1f} min)"
+          + (f" and {len(ctx.pngs)} plot(s) in {results}" if ctx.pngs else ""))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -13,7 +13,6 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import soundfile as sf
 import soxr
 
 from genreshift.errors import AudioError
+from genreshift.fsutil import atomic_path
 
 # Formats libsndfile reads and writes itself, by file extension.
 SNDFILE_FORMATS = {
@@ -351,12 +351,6 @@ def output_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -409,16 +403,10 @@ def save_audio(
         sr = LOSSY_MAX_RATE
     if key[1] != "float":
         audio = np.clip(audio, -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        sf.write(tmp, np.ascontiguousarray(audio.T), sr, subtype=_SUBTYPES[key],
-                 format=SNDFILE_FORMATS[OUTPUT_FORMATS[fmt][0]])
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (sf.LibsndfileError, RuntimeError, OSError)):
-            raise AudioError(f"{path}: could not write {fmt} ({_sf_reason(e)})") from None
-        raise
+        with atomic_path(path) as tmp:
+            sf.write(tmp, np.ascontiguousarray(audio.T), sr, subtype=_SUBTYPES[key],
+                     format=SNDFILE_FORMATS[OUTPUT_FORMATS[fmt][0]])
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(f"{path}: could not write {fmt} ({_sf_reason(e)})") from None
     return path

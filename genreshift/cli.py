@@ -489,7 +489,7 @@ def cmd_genres(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from genreshift.data.tensors import _atomic_write_text
+    from genreshift.fsutil import atomic_write_text
     from genreshift.inference import evaluate as ev
 
     out = Path(args.out)
@@ -509,7 +509,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          models_dir=args.models, tunes=args.tunes, seconds=args.seconds,
                          steps=args.steps, seed=args.seed, jobs=args.jobs,
                          progress=not (args.quiet or args.json))
-    _atomic_write_text(out, json.dumps(report, indent=1))
+    atomic_write_text(out, json.dumps(report, indent=1))
     if args.plot:
         from genreshift.inference.plot import plot_evaluation
 

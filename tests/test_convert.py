@@ -223,6 +223,35 @@ def test_genres_lists_targets_and_skips_strays(models: Path) -> None:
     assert s["classifier_genres"] == list(GENRES)
 
 
+def test_detected_source_picks_the_specific_converter_and_its_analysis(
+        songs: Path, tmp_path: Path) -> None:
+    """The converter (and so the mel settings) follows the *detected* source genre: a rock
+    song goes through rock-jazz.pt (hop 256) even though rest-to-jazz.pt (hop 512) exists."""
+    d = tmp_path / "models"
+    d.mkdir()
+    _save_converter(d / "rest-to-jazz.pt", "jazz", 1)
+    torch.manual_seed(5)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    ckpt.save_converter(d / "rock-jazz.pt", g_ab=Generator(cfg), g_ba=Generator(cfg),
+                        config=cfg, mel_config=MelConfig(hop_length=256),
+                        a=Domain("rock", ("rock",)), b=Domain("jazz", ("jazz",)),
+                        provenance=ckpt.provenance("test", steps=7))
+    ccfg = ClassifierConfig(n_classes=len(GENRES), channels=4, n_blocks=2, frames=32)
+    clf = GenreClassifier(ccfg).eval()
+    with torch.no_grad():  # a classifier that hears rock in everything
+        clf.fc.weight.zero_()
+        clf.fc.bias.copy_(torch.tensor([0.0, 0.0, 10.0]))
+    ckpt.save_classifier(d / "classifier.pt", model=clf, config=ccfg, mel_config=MelConfig(),
+                         genres=list(GENRES), provenance=ckpt.provenance("test", steps=1))
+    settings = tconv.TrainedSettings(targets=(tconv.Target("jazz", 1.0),))
+    s = tconv.convert_trained_file(songs / "mono.flac", tmp_path / "out.wav", settings,
+                                   models=tconv.scan_models(d), device="cpu")
+    assert s["source_genre"] == "rock"
+    assert [Path(t["model"]).name for t in s["targets"]] == ["rock-jazz.pt"]
+    out, sr = sf.read(tmp_path / "out.wav")
+    assert sr == 22_050 and np.isfinite(out).all()
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trained_mode_on_cuda_matches_cpu(models: Path, songs: Path, tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def test_quick_run_writes_the_comparison(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "evaluate_summary.json").read_text())
     trained = summary["main"]["trained"]["overall"]["method"]
     assert f"| {trained['lsd_db']:.2f} (" in text
-    assert (tmp_path / "comparison.png").stat().st_size > 10_000
-    assert "](comparison.png)" in text
+    for png in ("comparison.png", "comparison_short.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
+        assert f"]({png})" in text
     assert not (tmp_path / "work").exists()  # scratch removed without --keep
     assert str(tmp_path) not in text  # scratch paths are written as $WORK
 

@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -55,6 +54,7 @@ from genreshift.data.melodies import (
     place_tune,
 )
 from genreshift.errors import GenreshiftError
+from genreshift.fsutil import atomic_write_bytes
 
 SAMPLE_RATE = 22_050
 TARGET_LUFS = -20.0
@@ -457,7 +457,6 @@ def render_job(job: RenderJob) -> dict[str, str]:
     wav = folder / f"{job.name}.wav"
     mid = folder / f"{job.name}.mid"
     save_audio(wav, audio, SAMPLE_RATE, fmt="wav", bit_depth="16", force=job.force)
-    _publish(wav)
     _save_midi(arr, rendering.volumes, mid)
     sheet = arr.sheet
     programs = arr.programs_label() + "".join(f" [{s}]" for s in rendering.substitutions)
@@ -491,34 +490,10 @@ def _save_midi(arr: Arrangement, volumes: dict[int, int], path: Path) -> None:
     """Write the MIDI file atomically (temporary file in the same folder, then rename)."""
     buf = io.BytesIO()
     to_midi(arr, volumes).save(file=buf)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 @lru_cache(maxsize=1)
-def _file_mode() -> int:
-    """rw for everyone the umask allows (what open() would give), read once per process."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _publish(path: Path) -> None:
-    # temporary files (mkstemp) are created 0600; corpus files are meant to be shared
-    os.chmod(path, _file_mode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _publish(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------- tune selection
 
 
@@ -716,7 +691,7 @@ def _write_metadata(path: Path, rows: list[dict[str, str]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(METADATA_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def read_metadata(corpus: str | os.PathLike) -> list[dict[str, str]]:

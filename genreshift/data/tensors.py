@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -66,6 +65,7 @@ from genreshift.data.clips import (
     relative_name,
 )
 from genreshift.errors import AudioError, GenreshiftError
+from genreshift.fsutil import atomic_path, atomic_write_text
 from genreshift.spectral import MelConfig, wav_to_mel
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class _ClipWorker:
         mel16 = mel.astype(SHARD_DTYPE)
         duration = audio.shape[1] / sr
         _atomic_save_npy(self.workdir / f"{checksum}.npy", mel16)
-        _atomic_write_text(meta_path, json.dumps(
+        atomic_write_text(meta_path, json.dumps(
             {"name": task.name, "frames": int(mel16.shape[1]), "duration": duration}))
         return {**result, "status": "decoded", "frames": int(mel16.shape[1]),
                 "duration": duration}
@@ -296,50 +296,9 @@ def _read_bytes(path: Path) -> bytes:
 # atomic files
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/filesystem can open a directory
-        _fsync_file(path)
-
-
-def _tmp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str, *, durable: bool = False) -> None:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 @contextlib.contextmanager
@@ -530,7 +489,7 @@ def build_tensors(
         workdir.mkdir(parents=True, exist_ok=True)
         results = _compute_clips(clipset, mel_config, workdir, frozenset(reuse), workers, progress)
         manifest, summary = _pack(clipset, results, reuse, out, workdir, mel_config, progress)
-        _atomic_write_text(out / MANIFEST, dump_manifest(manifest), durable=True)
+        atomic_write_text(out / MANIFEST, dump_manifest(manifest), durable=True)
         _remove_stale(out, manifest)
 
     summary.update(out=str(out), manifest=str(out / MANIFEST), workers=workers,
@@ -671,8 +630,7 @@ def _pack(
             fresh = not _shard_ok(path, shape)
             if fresh:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = _tmp_path(path)
-                try:
+                with atomic_path(path, durable=True) as tmp:
                     dest = np.lib.format.open_memmap(tmp, mode="w+", dtype=SHARD_DTYPE,
                                                      shape=shape)
                     offset = 0
@@ -687,11 +645,6 @@ def _pack(
                         offset += frames
                     dest.flush()
                     del dest
-                    _fsync_file(tmp)
-                    os.replace(tmp, path)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
             offset = 0
             shard = np.load(path, mmap_mode="r") if split == stats_split or \
                 stats_split == "all" else None

@@ -402,30 +402,32 @@ def convert_trained_file(
     audio, in_sr = load_song(src, mono=mono)
     timings["load"] = time.perf_counter() - t
 
-    # Every converter must share one analysis; the first target's decides it. Loading the
-    # checkpoints (once per ModelCache) is a stage of its own.
+    # The source genre decides which converters apply, so the classifier runs first, on its
+    # own analysis; the converters then share one analysis, the first planned target's (the
+    # classifier's is reused when the settings agree). Loading checkpoints (once per
+    # ModelCache) is a stage of its own.
     t = time.perf_counter()
-    first = choose_converter(models, settings.targets[0].genre, settings.source)[0]
-    mel_config = cache.mel_config(first)
-    if models.classifier is not None:
-        cache.classifier(models.classifier)
+    clf = cache.classifier(models.classifier) if models.classifier is not None else None
     timings["models"] = time.perf_counter() - t
     t = time.perf_counter()
-    analysis = analyse(audio, in_sr, mel_config, dev)
-    mid = mid_mel(analysis)
+    clf_analysis = analyse(audio, in_sr, clf.mel_config, dev) if clf is not None else None
     timings["mel"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    detected = None
-    if models.classifier is not None:
-        clf = cache.classifier(models.classifier)
-        clf_mid = mid if clf.mel_config == mel_config else mid_mel(
-            analyse(audio, in_sr, clf.mel_config, dev))  # trained on other analysis settings
-        detected = detect_genre(clf, clf_mid)
+    detected = detect_genre(clf, mid_mel(clf_analysis)) if clf is not None else None
     source = settings.source or (detected[0] if detected else None)
     timings["classify"] = time.perf_counter() - t
 
     plan = plan_targets(models, settings, source)
+    first = plan[0][1]
+    t = time.perf_counter()
+    mel_config = cache.mel_config(first)
+    timings["models"] += time.perf_counter() - t
+    t = time.perf_counter()
+    analysis = (clf_analysis if clf is not None and clf.mel_config == mel_config
+                else analyse(audio, in_sr, mel_config, dev))
+    mid = mid_mel(analysis)
+    timings["mel"] += time.perf_counter() - t
     gens = []
     for target, info, direction in plan:
         if cache.mel_config(info) != mel_config:

@@ -6,14 +6,13 @@ beside the target and renamed, so a failed plot never leaves half a file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genreshift.errors import GenreshiftError
+from genreshift.fsutil import atomic_path
 from genreshift.spectral import MelConfig
 
 
@@ -124,15 +123,8 @@ def plot_evaluation(path: str | Path, reports: list[dict]) -> Path:
 def _save_figure(fig, path: Path) -> None:
     from matplotlib import pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
