@@ -12,11 +12,15 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 
+@lru_cache(maxsize=1)
 def file_mode() -> int:
-    """rw for everyone the umask allows: what ``open(path, "w")`` gives a new file."""
+    """rw for everyone the umask allows: what ``open(path, "w")`` gives a new file. Read once
+    per process: reading the umask means setting it, for the whole process, so doing it per
+    file could race with another thread (the web app's workers) creating files meanwhile."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from genreshift.fsutil import atomic_path, atomic_write_bytes, atomic_write_text
+from genreshift.fsutil import atomic_path, atomic_write_bytes, atomic_write_text, file_mode
 
 
 @pytest.fixture
 def umask_022():
     old = os.umask(0o022)
+    file_mode.cache_clear()  # the mode is read once per process
     yield
     os.umask(old)
+    file_mode.cache_clear()
 
 
 def test_written_file_has_the_usual_permissions(tmp_path: Path, umask_022) -> None:

@@ -493,7 +493,6 @@ def _save_midi(arr: Arrangement, volumes: dict[int, int], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-@lru_cache(maxsize=1)
 # --------------------------------------------------------------------------- tune selection
 
 
