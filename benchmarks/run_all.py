@@ -95,6 +95,12 @@ class Context:
     def corpus(self) -> Path:
         return self.work / "synth"
 
+    def test_tunes(self) -> dict[str, dict[str, Path]]:
+        """tune -> genre -> rendering, for the corpus's test split."""
+        from genreshift.inference.evaluate import Corpus
+
+        return Corpus.open(self.corpus).tunes("test")
+
 
 @dataclass
 class Section:
@@ -115,20 +121,15 @@ def _rel(path: Path | str) -> str:
         return str(path)
 
 
-def _script(ctx: Context, name: str, args: list, env: dict | None = None) -> str:
+def _script(ctx: Context, name: str, args: list) -> str:
     """Run benchmarks/NAME with ARGS; its stdout (Markdown) is the section body."""
     argv = [ctx.python, str(ROOT / "benchmarks" / name), *map(str, args)]
-    return _command(ctx, name, argv, env)
-
-
-def _command(ctx: Context, name: str, argv: list[str], env: dict | None = None) -> str:
     log = ctx.work / "logs" / f"{Path(name).stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    shown = ".venv/bin/python " + " ".join(
-        shlex.quote(_rel(a)) for a in argv[1:]) if argv[0] == ctx.python else shlex.join(argv)
+    shown = ".venv/bin/python " + " ".join(shlex.quote(_rel(a)) for a in argv[1:])
     with open(log, "a") as err:
         r = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
-                           env={**os.environ, **(env or {})})
+                           check=False)
     if r.returncode:
         raise SectionFailed(f"`{shown}` exited with {r.returncode}; its log: {log}")
     return f"```\n{shown}\n```\n\n{r.stdout.strip()}\n"
@@ -325,20 +326,14 @@ def run_convert_speed(ctx: Context) -> str:
 
 
 def run_roundtrip_cli(ctx: Context) -> str:
-    from genreshift.inference.evaluate import Corpus
-
-    clip = min(Corpus.open(ctx.corpus).tunes("test").values(),
-               key=lambda g: sorted(g.values()))
+    clip = min(ctx.test_tunes().values(), key=lambda g: sorted(g.values()))
     clip = clip.get("rock", next(iter(clip.values())))
-    out = ctx.work / "roundtrip_cli.wav"
+    argv = [ctx.python, "-m", "genreshift", "roundtrip", str(clip), "-o",
+            str(ctx.work / "roundtrip_cli.wav"), "--force", "--json"]
+    cmd = f"OMP_NUM_THREADS=N genreshift roundtrip {_rel(clip)} -o OUT.wav --force --json"
     lines = ["| torch threads | load (s) | mel (s) | reconstruction (s) | write (s) | "
              "total, each run (s) |", "|---:|---:|---:|---:|---:|---:|"]
-    cmd = None
     for threads in (1, 2):
-        argv = [str(Path(ctx.python).parent / "genreshift"), "roundtrip", str(clip), "-o",
-                str(out), "--force", "--json"]
-        if not Path(argv[0]).exists():
-            argv[:1] = [ctx.python, "-m", "genreshift"]
         runs = []
         for _ in range(ctx.sizes.roundtrip_runs):
             r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
@@ -347,7 +342,6 @@ def run_roundtrip_cli(ctx: Context) -> str:
                 raise SectionFailed(f"`{shlex.join(argv)}` exited with {r.returncode}: "
                                     f"{r.stderr.strip()[-500:]}")
             runs.append(json.loads(r.stdout)["timings_s"])
-        cmd = f"OMP_NUM_THREADS=N genreshift roundtrip {_rel(clip)} -o OUT.wav --force --json"
 
         def span(key: str, runs=runs) -> str:
             lo, hi = min(r[key] for r in runs), max(r[key] for r in runs)
@@ -361,9 +355,7 @@ def run_roundtrip_cli(ctx: Context) -> str:
 
 def _test_clips(ctx: Context, n: int) -> list[Path]:
     """n test renderings, one tune each, genres in turn."""
-    from genreshift.inference.evaluate import Corpus
-
-    tunes = Corpus.open(ctx.corpus).tunes("test")
+    tunes = ctx.test_tunes()
     out = []
     for i, name in enumerate(sorted(tunes)[:n]):
         genres = sorted(tunes[name])
@@ -405,8 +397,7 @@ def run_tensors(ctx: Context) -> str:
 
 def run_reference_speed(ctx: Context) -> str:
     s = ctx.sizes
-    tunes = __import__("genreshift.inference.evaluate", fromlist=["Corpus"]).Corpus.open(
-        ctx.corpus).tunes("test")
+    tunes = ctx.test_tunes()
     names = sorted(tunes)
     song_genre, ref_genre = sorted(tunes[names[0]])[0], sorted(tunes[names[-1]])[-1]
     args = ["--song", tunes[names[0]][song_genre], "--ref", tunes[names[-1]][ref_genre],

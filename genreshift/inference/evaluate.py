@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from genreshift import spectral
 from genreshift.errors import GenreshiftError
 from genreshift.inference.metrics import chroma_similarity, mel_lsd
 from genreshift.spectral import MelConfig
+
+if TYPE_CHECKING:
+    from genreshift.inference.convert import ModelSet
 
 ONSET_WINDOW_S = 0.05  # mir_eval's default tolerance
 
@@ -239,7 +243,7 @@ class _Plan:
     corpus: Corpus
     method: str
     pairs: list[tuple[str, str]]
-    models_dir: str | Path | None
+    models: ModelSet  # scanned once by evaluate()
     seconds: float | None
     steps: int | None
     seed: int
@@ -269,7 +273,7 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
         torch.set_num_threads(plan.threads)
     corpus, method, seconds, steps, seed = (plan.corpus, plan.method, plan.seconds, plan.steps,
                                             plan.seed)
-    models = tconv.scan_models(plan.models_dir)
+    models = plan.models
     cache = _cache()
     clf = cache.classifier(models.classifier)
     cfg = clf.mel_config
@@ -405,7 +409,8 @@ def evaluate(
     cfg = clf.mel_config
     by_tune = corpus.tunes(split)
     names = sorted(by_tune)[:tunes] if tunes else sorted(by_tune)
-    work = [t for t in names if any(s in by_tune[t] and d in by_tune[t] for s, d in pairs)]
+    clips = {t: sum(1 for s, d in pairs if s in by_tune[t] and d in by_tune[t]) for t in names}
+    work = [t for t in names if clips[t]]
     if not work:
         raise GenreshiftError(f"no (tune, source, target) renderings for {pairs} in split "
                               f"'{split}'")
@@ -418,11 +423,10 @@ def evaluate(
         if missing:
             raise GenreshiftError(f"{corpus.root}: no '{', '.join(missing)}' renderings in the "
                                   "train split to take the EQ target from")
-    plan = _Plan(corpus, method, pairs, models_dir, seconds, steps, seed,
+    plan = _Plan(corpus, method, pairs, models, seconds, steps, seed,
                  judge or fit_feature_judge(corpus, seconds=seconds, progress=progress), means,
                  threads=1 if jobs > 1 else None)
-    n_clips = sum(1 for t in work for s, d in pairs if s in by_tune[t] and d in by_tune[t])
-    bar = tqdm(total=n_clips, desc=method, unit="clip", disable=not progress)
+    bar = tqdm(total=sum(clips.values()), desc=method, unit="clip", disable=not progress)
     results: dict[str, tuple[list, list]] = {}
     if jobs == 1:
         for tune in work:
