@@ -212,7 +212,9 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     summary = build_synth_corpus(args.out, args.genres, args.tunes, args.seconds,
                                  soundfonts=args.soundfont, seed=args.seed,
                                  workers=args.workers, progress=not args.quiet,
-                                 force=args.force)
+                                 force=args.force, exclude=args.exclude_soundfont,
+                                 production=not args.dry, variety=not args.dry,
+                                 only_split=args.only_split)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
@@ -226,8 +228,10 @@ def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser(
         "synth", help="render public-domain tunes in every genre: a paired genre corpus",
         description="Render melodies from the music21 corpus in several genre arrangements "
-                    "with General MIDI SoundFonts: <out>/<genre>/<tune>.wav (22050 Hz mono, "
-                    "-20 LUFS) + .mid, and metadata.csv with a train/valid/test split by tune.")
+                    "with General MIDI SoundFonts and produce them (per-track effects, "
+                    "stereo mix, reverb/EQ/compression, a limiter to -16..-8 LUFS): "
+                    "<out>/<genre>/<tune>.wav (22050 Hz stereo; --dry: mono, -20 LUFS) + "
+                    ".mid, and metadata.csv with a train/valid/test split by tune.")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for the corpus (new or empty; see --force)")
     p.add_argument("--genres", default=",".join(DEFAULT_GENRES), metavar="LIST",
@@ -238,7 +242,17 @@ def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
                    help="length of every rendering; tunes loop to fill it (default 30)")
     p.add_argument("--soundfont", action="append", metavar="PATH",
                    help="General MIDI .sf2/.sf3; repeat for several (one is drawn per tune); "
-                        "default: FluidR3_GM and TimGM6mb from /usr/share/sounds/sf2")
+                        "default: FluidR3_GM, TimGM6mb, sf_GMbank and OPL-3_FM_128M from "
+                        "/usr/share/sounds/sf2, those installed")
+    p.add_argument("--only-split", choices=("train", "valid", "test"), default=None,
+                   help="render only the tunes of this split (the same tunes as the full "
+                        "corpus of these options), e.g. the test tunes with a held-out font")
+    p.add_argument("--exclude-soundfont", action="append", metavar="NAME",
+                   help="leave out the SoundFont (melodic or drum kit) with this file name, "
+                        "e.g. sf_GMbank.sf2 to hold it out for testing; repeatable")
+    p.add_argument("--dry", action="store_true",
+                   help="no production and no added variety: dry mono mixes at -20 LUFS "
+                        "(the plain corpus, for the corpus-realism ablation)")
     p.add_argument("--seed", type=int, default=0,
                    help="chooses tunes, keys, tempi, instruments, splits (default 0)")
     p.add_argument("--workers", type=_positive_int, default=None, metavar="K",
@@ -248,6 +262,49 @@ def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(func=cmd_data_synth)
+
+
+# --- data real: licence-checked excerpts of real recordings ------------------------------
+
+def cmd_data_real(args: argparse.Namespace) -> int:
+    from genreshift.data.real import format_real_summary, import_real
+
+    summary = import_real(args.source, args.out, seconds=args.seconds,
+                          per_track=args.per_track, seed=args.seed, loudness=args.loudness,
+                          force=args.force, jobs=args.jobs,
+                          log=(lambda *a: None) if args.quiet else print)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(format_real_summary(summary))
+    return EXIT_OK
+
+
+def _add_real_parser(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "real", help="music of unpacked Debian game packages -> licence-checked excerpts",
+        description="Read <source>/<package>/ folders (dpkg -x of Debian packages), keep the "
+                    "music whose copyright file gives a free licence, and write 22050 Hz mono "
+                    "excerpts at a fixed loudness + metadata.csv (genre 'real', train/valid by "
+                    "track) + LICENSES.md: a folder `genreshift data tensors` reads as-is.")
+    p.add_argument("--source", required=True, metavar="DIR",
+                   help="folder of unpacked packages, one folder per package")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the excerpts (new, or a previous import: it resumes)")
+    p.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                   help="length of an excerpt (default 30)")
+    p.add_argument("--per-track", type=_positive_int, default=4, metavar="N",
+                   help="at most N excerpts per track, spread over it (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="chooses offsets and splits (default 0)")
+    p.add_argument("--loudness", type=float, default=-14.0, metavar="LUFS",
+                   help="integrated loudness of every excerpt (default -14)")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="K",
+                   help="decoding processes (default 1)")
+    p.add_argument("--force", action="store_true",
+                   help="cut every track again (needed to change options of a previous import)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=cmd_data_real)
 
 
 # --- convert: trained mode (--to) and reference mode (--like) ------------------------------
@@ -315,6 +372,10 @@ def _print_summary(summary: dict, say=print) -> None:
         how = ("given" if summary["source_given"] else
                f"detected, p={summary['source_confidence']:.2f}"
                if summary["source_confidence"] is not None else "not detected")
+        if summary.get("source_status") == "uncertain":
+            src = "uncertain genre"
+            how = (f"best guess {summary['source_guess']}, "
+                   f"p={summary['source_confidence']:.2f}")
         to = ", ".join(f"{x['genre']} {x['weight']:.2f}" if len(summary["targets"]) > 1
                        else x["genre"] for x in summary["targets"])
         head = f"{summary['input']}: {src} ({how}) -> {to}"
@@ -623,6 +684,7 @@ def _add_data_parsers(data_sub: argparse._SubParsersAction) -> None:
     """`genreshift data <name>` subcommands; each registers its own parser here."""
     _add_mel_data_parsers(data_sub)
     _add_synth_parser(data_sub)
+    _add_real_parser(data_sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ GENRES = ("classical", "jazz", "rock")
 
 def _save_converter(path: Path, target: str, seed: int) -> None:
     torch.manual_seed(seed)
-    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16, residual=False)
     rest = tuple(g for g in GENRES if g != target)
     ckpt.save_converter(path, g_ab=Generator(cfg), g_ba=Generator(cfg), config=cfg,
                         mel_config=MelConfig(), a=Domain("rest", rest),
@@ -94,7 +94,7 @@ def test_choose_converter_prefers_the_specific_model(tmp_path: Path) -> None:
 
 def test_blend_endpoints_and_mixture() -> None:
     torch.manual_seed(0)
-    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16, residual=False)
     g1, g2 = Generator(cfg).eval(), Generator(cfg).eval()
     x = torch.rand(1, 128, 700) * 2 - 1
     kw = dict(stride=cfg.stride, window=256, overlap=64)
@@ -126,7 +126,7 @@ def test_convert_to_stereo_with_plot_and_summary(models: Path, songs: Path,
     out, plot = tmp_path / "out.wav", tmp_path / "cmp.png"
     s = _json(run_cli("convert", songs / "stereo.wav", "--to", "jazz", "--models", models,
                       "-o", out, "--plot", plot, "--json"))
-    assert s["mode"] == "trained" and s["source_genre"] in GENRES
+    assert s["mode"] == "trained" and s["source_guess"] in GENRES
     assert abs(sum(s["source_probabilities"].values()) - 1) < 1e-3
     assert s["targets"][0]["model"].endswith("rest-to-jazz.pt")
     assert set(s["timings_s"]) == {"load", "models", "mel", "classify", "generator",
@@ -231,7 +231,7 @@ def test_detected_source_picks_the_specific_converter_and_its_analysis(
     d.mkdir()
     _save_converter(d / "rest-to-jazz.pt", "jazz", 1)
     torch.manual_seed(5)
-    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16, residual=False)
     ckpt.save_converter(d / "rock-jazz.pt", g_ab=Generator(cfg), g_ba=Generator(cfg),
                         config=cfg, mel_config=MelConfig(hop_length=256),
                         a=Domain("rock", ("rock",)), b=Domain("jazz", ("jazz",)),
@@ -263,3 +263,29 @@ def test_trained_mode_on_cuda_matches_cpu(models: Path, songs: Path, tmp_path: P
         assert s["device"].startswith(device)
         outs.append(sf.read(tmp_path / f"{device}.wav")[0])
     assert np.abs(outs[0] - outs[1]).mean() < 1e-3
+
+
+def test_low_confidence_source_is_reported_as_uncertain(songs: Path, tmp_path: Path) -> None:
+    """A classifier torn between genres does not get to name the source or pick a converter:
+    the summary says uncertain, keeps the best guess, and the rest -> target converter runs
+    even though a converter from the guessed genre exists."""
+    d = tmp_path / "models"
+    d.mkdir()
+    _save_converter(d / "rest-to-jazz.pt", "jazz", 1)
+    cfg = GeneratorConfig(channels=4, n_res=1, core_channels=16, residual=False)
+    ckpt.save_converter(d / "rock-jazz.pt", g_ab=Generator(cfg), g_ba=Generator(cfg),
+                        config=cfg, mel_config=MelConfig(), a=Domain("rock", ("rock",)),
+                        b=Domain("jazz", ("jazz",)), provenance=ckpt.provenance("test", steps=7))
+    ccfg = ClassifierConfig(n_classes=len(GENRES), channels=4, n_blocks=2, frames=32)
+    clf = GenreClassifier(ccfg).eval()
+    with torch.no_grad():  # rock by a hair: p = 0.36, 0.28, 0.36 -> never above 0.5
+        clf.fc.weight.zero_()
+        clf.fc.bias.copy_(torch.tensor([0.25, 0.0, 0.25 + 1e-3]))
+    ckpt.save_classifier(d / "classifier.pt", model=clf, config=ccfg, mel_config=MelConfig(),
+                         genres=list(GENRES), provenance=ckpt.provenance("test", steps=1))
+    settings = tconv.TrainedSettings(targets=(tconv.Target("jazz", 1.0),))
+    s = tconv.convert_trained_file(songs / "mono.flac", tmp_path / "out.wav", settings,
+                                   models=tconv.scan_models(d), device="cpu")
+    assert s["source_status"] == "uncertain" and s["source_genre"] is None
+    assert s["source_guess"] == "rock" and s["source_confidence"] < tconv.UNCERTAIN_BELOW
+    assert [Path(t["model"]).name for t in s["targets"]] == ["rest-to-jazz.pt"]

@@ -264,13 +264,15 @@ def test_layout_and_metadata(corpus, rows):
         assert r["file_name"] == f"{r['genre']}/{r['tune']}.wav" and wav.is_file()
         audio, sr = load_audio(wav)
         assert sr == SAMPLE_RATE == int(r["sample_rate"])
-        assert audio.shape == (1, int(SECONDS * SAMPLE_RATE))
+        assert audio.shape == (2, int(SECONDS * SAMPLE_RATE))  # produced: stereo
         mid = mido.MidiFile(corpus / r["midi_file"])
         assert any(m.type == "note_on" for tr in mid.tracks for m in tr)
         tempo = next(m.tempo for m in mid.tracks[0] if m.type == "set_tempo")
         assert mido.tempo2bpm(tempo) == pytest.approx(float(r["tempo"]), abs=0.01)
         assert r["seed"] == str(SEED)
         assert r["soundfont"] in (FLUID.name, TIM.name)
+        assert r["drumkit"] == "" if r["genre"] == "classical" else r["drumkit"]
+        assert "reverb=" in r["production"] and "lufs=" in r["production"]
         assert r["source"] in {t.source for t in candidate_tunes()}
     # audiofolder layout: only WAVs are audio; nothing else but the MIDI files and the CSV
     others = {p.suffix for p in corpus.rglob("*") if p.is_file()} - {".wav", ".mid", ".csv"}
@@ -283,6 +285,8 @@ def test_one_split_key_tempo_and_soundfont_per_tune(rows):
     for r in rows:
         by_tune.setdefault(r["tune"], []).append(r)
     for tune, renderings in by_tune.items():
+        drummed = [r for r in renderings if r["genre"] != "classical"]
+        assert len({r["drumkit"] for r in drummed}) == 1, tune
         for col in ("split", "key", "tempo", "soundfont", "source", "transpose"):
             assert len({r[col] for r in renderings}) == 1, (tune, col)
     assert {r["split"] for r in rows} == {"train", "valid", "test"}  # 3 tunes: one each
@@ -296,9 +300,31 @@ def test_split_proportions_and_seeding():
 
 
 @needs_soundfonts
-def test_loudness_near_target(corpus, rows):
+def test_mastered_loudness_in_range_without_clipping(corpus, rows):
+    """Produced clips land on their drawn target (recorded in `production` as lufs=...),
+    inside -16..-8 LUFS, with the sample peak at or under -0.1 dBFS and no NaN."""
+    targets = []
     for r in rows:
         audio, sr = load_audio(corpus / r["file_name"])
+        assert np.isfinite(audio).all()
+        measured = integrated_loudness(audio, sr)
+        target = float(r["production"].split("lufs=")[1].split()[0])
+        targets.append(target)
+        assert -16.0 <= target <= -8.0
+        assert measured == pytest.approx(target, abs=0.5)
+        assert float(r["loudness_lufs"]) == pytest.approx(measured, abs=0.1)
+        assert np.abs(audio).max() <= 10 ** (-0.1 / 20)
+    assert max(targets) - min(targets) > 1.0  # drawn, not fixed
+
+
+@needs_soundfonts
+def test_dry_corpus_is_mono_at_the_old_target(tmp_path):
+    out = tmp_path / "dry"
+    build_synth_corpus(out, ["rock", "classical"], 1, 3.0, soundfonts=[TIM], seed=SEED,
+                       workers=1, progress=False, production=False, variety=False)
+    for r in read_metadata(out):
+        audio, sr = load_audio(out / r["file_name"])
+        assert audio.shape[0] == 1 and r["production"] == "dry"
         assert integrated_loudness(audio, sr) == pytest.approx(TARGET_LUFS, abs=1.0)
         assert float(r["loudness_lufs"]) == pytest.approx(TARGET_LUFS, abs=1.0)
         assert np.abs(audio).max() <= 10 ** (-1 / 20) + 1e-3  # -1 dBFS ceiling
@@ -526,3 +552,18 @@ def test_make_example_regenerates_the_bundled_clip(tmp_path):
     committed, sr0 = load_audio(root / "examples" / "example.flac")
     assert sr == sr0 == SAMPLE_RATE and new.shape == committed.shape
     assert np.abs(new - committed).max() <= 2 / 32768
+
+
+def test_only_split_renders_the_same_test_tunes(tmp_path):
+    """--only-split test renders exactly the tunes a full corpus puts in its test split (the
+    held-out SoundFont measurement relies on it), and nothing else."""
+    args = dict(genres=["rock"], tunes=4, seconds=2.0, soundfonts=[TIM], seed=SEED, workers=1,
+                progress=False, production=False, variety=False)
+    build_synth_corpus(tmp_path / "full", **args)
+    build_synth_corpus(tmp_path / "test", only_split="test", **args)
+    full = [r for r in read_metadata(tmp_path / "full") if r["split"] == "test"]
+    part = read_metadata(tmp_path / "test")
+    assert part and [r["tune"] for r in part] == [r["tune"] for r in full]
+    assert {r["split"] for r in part} == {"test"}
+    with pytest.raises(SynthError, match="only-split"):
+        build_synth_corpus(tmp_path / "bad", only_split="held-out", **args)

@@ -3,15 +3,19 @@
 ``build_synth_corpus`` picks public-domain tunes from the music21 corpus
 (``genreshift.data.melodies``), arranges each one in every requested genre
 (``genreshift.data.arrangements``) and renders the arrangements with a General MIDI SoundFont
-through TinySoundFont, at 22 050 Hz mono, loudness-normalised to -20 LUFS. Layout::
+through TinySoundFont, then produces them (``genreshift.data.production``: per-track effects,
+stereo panning, reverb / EQ / bus compression, a limiter to a random loudness in -16..-8
+LUFS) into 22 050 Hz stereo; ``production=False`` (``--dry``) gives the plain corpus, mono
+and loudness-normalised to -20 LUFS. Layout::
 
     <out>/metadata.csv              one row per rendering (see METADATA_COLUMNS)
     <out>/<genre>/<tune>.wav        16-bit PCM, what Hugging Face `audiofolder` loads
     <out>/<genre>/<tune>.mid        the performance that was rendered
 
-All renderings of one tune share key, tempo, SoundFont and split, and their melodies share
-note onsets in seconds (swing and +-10 ms humanisation aside), so a clip converted from one
-genre has a ground-truth target in another. Everything random is drawn from generators
+All renderings of one tune share key, tempo, SoundFont, drum kit and split, and their melodies
+share
+note onsets in seconds (swing and +-10 ms humanisation aside; no effect adds latency), so a
+clip converted from one genre has a ground-truth target in another. Everything random is drawn from generators
 seeded by (seed, tune index, purpose[, genre]), never from process state: the same seed gives
 bit-identical files whatever the number of workers or the order they finish in.
 """
@@ -19,6 +23,7 @@ bit-identical files whatever the number of workers or the order they finish in.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import multiprocessing
@@ -39,12 +44,15 @@ from genreshift.audio import integrated_loudness, normalize_loudness, save_audio
 from genreshift.data.arrangements import (
     DEFAULT_GENRES,
     DRUM_BANK,
+    DRUMS,
     GENRES,
     Arrangement,
     arrange,
+    enrich,
     to_midi,
 )
 from genreshift.data.melodies import (
+    TEMPO_RANGE_BPM,
     LeadSheet,
     Tune,
     TuneRef,
@@ -53,6 +61,7 @@ from genreshift.data.melodies import (
     load_tune,
     place_tune,
 )
+from genreshift.data.production import apply_effects, produce
 from genreshift.errors import GenreshiftError
 from genreshift.fsutil import atomic_write_bytes
 
@@ -64,8 +73,21 @@ MAX_VOICES = 256
 SMALL_CORPUS_AUDIO_S = 600.0  # below this much audio, workers=None renders in-process
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
 DEFAULT_SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
-DEFAULT_SOUNDFONT_NAMES = ("FluidR3_GM.sf2", "TimGM6mb.sf2")
-SOUNDFONT_PACKAGES = "fluid-soundfont-gm timgm6mb-soundfont"
+# The General MIDI fonts a corpus may use (Debian packages fluid-soundfont-gm,
+# timgm6mb-soundfont, csound-soundfont, opl3-soundfont) and the acoustic drum kits
+# (avldrums.lv2-soundfont: drums only, one kit preset at bank 0 / program 0).
+DEFAULT_SOUNDFONT_NAMES = ("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2",
+                           "OPL-3_FM_128M.sf2")
+DEFAULT_DRUMKIT_NAMES = ("Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2")
+SOUNDFONT_PACKAGES = ("fluid-soundfont-gm timgm6mb-soundfont csound-soundfont "
+                      "opl3-soundfont avldrums.lv2-soundfont")
+# avldrums kits follow GM from 36 to 57 except where a 4-piece kit has no such drum: GM
+# 35 (acoustic bass drum) -> 36 kick, 48 / 50 (hi-mid / high tom; the kit's 48 and 50 are a
+# hi-hat swish and a crash choke) -> 45 / 47 (12" tom, centre / edge), 52 (china; the kit's
+# is a ride choke) -> 55 splash.
+KIT_ONLY_KEY_MAP = {35: 36, 48: 45, 50: 47, 52: 55}
+SECOND_FONT_PROBABILITY = 0.15  # per tune and role: that part plays from another GM font
+VARIED_TEMPO_BPM = (66.0, 152.0)  # with variety: the tune's tempo (shared by its genres)
 METADATA_COLUMNS = (
     "file_name",  # audiofolder's column: path of the WAV relative to the corpus root
     "tune",  # tune id, shared by the renderings of one tune in every genre
@@ -81,7 +103,9 @@ METADATA_COLUMNS = (
     "transpose",  # semitones from the score's key
     "programs",  # role:program of each track, drums as kit number
     "effects",  # audio treatment after the mix (lo-fi: lowpass:<Hz> vinyl), usually empty
-    "soundfont",
+    "soundfont",  # the tune's melodic GM font
+    "drumkit",  # font of the drum kit: an avldrums kit or a GM font's bank 128 (or empty)
+    "production",  # reverb / tilt / bus compressor / target loudness, per-track fx and pans
     "seed",
     "duration",  # seconds
     "sample_rate",
@@ -90,6 +114,7 @@ METADATA_COLUMNS = (
 )
 # Tags that keep the random streams of different purposes apart (arbitrary constants).
 _TAG_SELECT, _TAG_SPLIT, _TAG_PLACE, _TAG_SOUNDFONT, _TAG_ARRANGE = 11, 12, 13, 14, 15
+_TAG_DRUMKIT, _TAG_TRACKFONT, _TAG_TEMPO, _TAG_VARIETY, _TAG_PRODUCTION = 16, 17, 18, 19, 20
 
 
 class SynthError(GenreshiftError):
@@ -100,7 +125,8 @@ class SynthError(GenreshiftError):
 
 
 def default_soundfonts() -> list[Path]:
-    """The Debian General MIDI SoundFonts that are installed (FluidR3_GM, TimGM6mb)."""
+    """The installed General MIDI SoundFonts of DEFAULT_SOUNDFONT_NAMES (FluidR3_GM,
+    TimGM6mb, sf_GMbank, OPL-3_FM_128M), in that order."""
     found = [DEFAULT_SOUNDFONT_DIR / n for n in DEFAULT_SOUNDFONT_NAMES
              if (DEFAULT_SOUNDFONT_DIR / n).is_file()]
     if not found:
@@ -110,6 +136,18 @@ def default_soundfonts() -> list[Path]:
             f"`sudo apt install {SOUNDFONT_PACKAGES}` or pass --soundfont PATH.sf2"
         )
     return found
+
+
+def default_drumkits() -> list[Path]:
+    """The installed acoustic drum-kit SoundFonts (avldrums: Black Pearl, Red Zeppelin)."""
+    return [DEFAULT_SOUNDFONT_DIR / n for n in DEFAULT_DRUMKIT_NAMES
+            if (DEFAULT_SOUNDFONT_DIR / n).is_file()]
+
+
+def exclude_soundfonts(fonts: Sequence[Path], names: Sequence[str] | None) -> list[Path]:
+    """``fonts`` without those whose file name is in ``names`` (case-insensitive)."""
+    drop = {n.strip().lower() for n in names or () if n.strip()}
+    return [f for f in fonts if f.name.lower() not in drop]
 
 
 def check_soundfont(path: str | os.PathLike) -> Path:
@@ -303,45 +341,78 @@ def stem_loudness(audio: np.ndarray, sample_rate: int) -> float:
     return float(-0.691 + 10.0 * np.log10(kept.mean()))
 
 
-def render_arrangement(arr: Arrangement, soundfont: str | os.PathLike,
-                       sample_rate: int = SAMPLE_RATE) -> Rendering:
-    """Render an arrangement with a SoundFont and mix it.
+def _is_kit_only(presets: set[tuple[int, int]]) -> bool:
+    """A drum-kit SoundFont (avldrums): no bank-128 kits and too few presets to be GM."""
+    return not any(bank == DRUM_BANK for bank, _ in presets) and len(presets) < 16
 
-    Each track is rendered on its own (a clean clone of the SoundFont per track), its gated
-    K-weighted loudness measured, and the tracks summed with the gains that put each one at its
-    ``level_db`` relative to the lead: preset levels vary too much between programs and
-    SoundFonts for fixed channel volumes to give a balanced mix. The audio is float32 mono of
-    shape [round(arr.duration * sample_rate)], unnormalised, faded out over the last 30 ms.
-    ``volumes`` expresses the gains as CC7 values for the MIDI file (TinySoundFont's volume
-    curve is close to cubic: gain ~ (cc/127)^3), so the .mid replays the same balance.
-    """
+
+@lru_cache(maxsize=16)
+def _presets(path: str) -> frozenset[tuple[int, int]]:
+    return frozenset(soundfont_presets(path))
+
+
+@dataclass(frozen=True)
+class Stems:
+    """Dry mono stems of an arrangement, one per track, before any mixing."""
+
+    stems: dict[int, np.ndarray]  # channel -> float32 [samples]
+    substitutions: tuple[str, ...]  # "role:program->0" for presets the SoundFont lacks
+
+
+def render_stems(arr: Arrangement, soundfont: str | os.PathLike,
+                 sample_rate: int = SAMPLE_RATE, *, drumkit: str | os.PathLike | None = None,
+                 track_fonts: dict[int, str | os.PathLike] | None = None) -> Stems:
+    """Render each track of ``arr`` on its own (a clean clone of its SoundFont per track):
+    melodic tracks from ``soundfont`` (or ``track_fonts[channel]``), the drums from
+    ``drumkit`` (default: ``soundfont``'s bank 128). A kit-only font (avldrums) plays its one
+    kit with GM keys mapped by KIT_ONLY_KEY_MAP. Each stem: float32 [round(duration * sr)]."""
     from tinysoundfont import _tinysoundfont
 
-    master = _load_soundfont(str(Path(soundfont).resolve()))
     n = round(arr.duration * sample_rate)
     substitutions = []
-    gains_db: dict[int, float] = {}
     stems: dict[int, np.ndarray] = {}
     for track in arr.tracks:
-        font = _tinysoundfont.SoundFont(master)
+        path = str(Path(drumkit if track.is_drums and drumkit else
+                        (track_fonts or {}).get(track.channel, soundfont)).resolve())
+        font = _tinysoundfont.SoundFont(_load_soundfont(path))
         font.set_output(_tinysoundfont.OutputMode.Mono, sample_rate, 0.0)
         font.set_max_voices(MAX_VOICES)
         bank = DRUM_BANK if track.is_drums else 0
         program = track.program
-        if font.get_preset_index(bank, program) < 0:
+        notes: Iterable = (x for x in arr.notes if x.channel == track.channel)
+        if track.is_drums and _is_kit_only(_presets(path)):
+            bank, program = min(_presets(path))
+            notes = (dataclasses.replace(x, pitch=KIT_ONLY_KEY_MAP.get(x.pitch, x.pitch))
+                     for x in notes)
+        elif font.get_preset_index(bank, program) < 0:
             substitutions.append(f"{track.role}:{program}->0")
             program = 0
         font.channel_set_bank(track.channel, bank)
         font.channel_set_preset_number(track.channel, program, track.is_drums)
-        stem = _render_events(font, (x for x in arr.notes if x.channel == track.channel), n,
-                              sample_rate)
-        loudness = stem_loudness(stem, sample_rate)
-        stems[track.channel] = stem
-        gains_db[track.channel] = track.level_db - loudness
+        stems[track.channel] = _render_events(font, notes, n, sample_rate)
+    return Stems(stems, tuple(substitutions))
+
+
+def render_arrangement(arr: Arrangement, soundfont: str | os.PathLike,
+                       sample_rate: int = SAMPLE_RATE) -> Rendering:
+    """Render an arrangement with a SoundFont and mix it, dry and mono (``--dry``).
+
+    Each track is rendered on its own (``render_stems``), its gated K-weighted loudness
+    measured, and the tracks summed with the gains that put each one at its ``level_db``
+    relative to the lead: preset levels vary too much between programs and SoundFonts for
+    fixed channel volumes to give a balanced mix. The audio is float32 mono of shape
+    [round(arr.duration * sample_rate)], unnormalised, faded out over the last 30 ms.
+    ``volumes`` expresses the gains as CC7 values for the MIDI file (TinySoundFont's volume
+    curve is close to cubic: gain ~ (cc/127)^3), so the .mid replays the same balance.
+    """
+    rendered = render_stems(arr, soundfont, sample_rate)
+    n = round(arr.duration * sample_rate)
+    gains_db = {channel: track.level_db - stem_loudness(rendered.stems[channel], sample_rate)
+                for track in arr.tracks for channel in (track.channel,)}
     top = max(gains_db.values()) if gains_db else 0.0
     audio = np.zeros(n, dtype=np.float32)
     volumes: dict[int, int] = {}
-    for channel, stem in stems.items():
+    for channel, stem in rendered.stems.items():
         gain = 10.0 ** ((gains_db[channel] - top) / 20.0)  # <= 1: the loudest gain is 1
         audio += stem * np.float32(gain)
         volumes[channel] = int(np.clip(round(127.0 * gain ** (1.0 / 3.0)), 1, 127))
@@ -349,34 +420,7 @@ def render_arrangement(arr: Arrangement, soundfont: str | os.PathLike,
     fade = min(n, int(FADE_OUT_S * sample_rate))
     if fade:
         audio[n - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    return Rendering(audio, volumes, tuple(substitutions))
-
-
-def apply_effects(audio: np.ndarray, sample_rate: int,
-                  effects: Sequence[tuple[str, float]]) -> np.ndarray:
-    """An arrangement's treatment of the mixed audio [samples]: ("lowpass", Hz) is a
-    2nd-order Butterworth low-pass; ("vinyl", seed) adds seeded crackle (sparse clicks) and
-    a faint hiss about 40 dB under the music."""
-    from scipy.signal import butter, sosfilt
-
-    for name, value in effects:
-        if name == "lowpass":
-            sos = butter(2, min(value, 0.45 * sample_rate), "lowpass", fs=sample_rate,
-                         output="sos")
-            audio = sosfilt(sos, audio).astype(np.float32)
-        elif name == "vinyl":
-            rng = np.random.default_rng(int(value))
-            rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) or 1e-3
-            noise = rng.normal(0.0, 0.01 * rms, audio.shape)
-            clicks = np.zeros(audio.shape)
-            where = rng.random(audio.shape) < 8.0 / sample_rate  # ~8 clicks a second
-            clicks[where] = rng.normal(0.0, 0.6 * rms, int(where.sum()))
-            hiss = sosfilt(butter(1, 2000.0, "highpass", fs=sample_rate, output="sos"),
-                           noise + clicks)
-            audio = (audio + hiss).astype(np.float32)
-        else:
-            raise ValueError(f"unknown effect {name!r}")
-    return audio
+    return Rendering(audio, volumes, rendered.substitutions)
 
 
 # --------------------------------------------------------------------------- seeding
@@ -399,6 +443,31 @@ def choose_soundfont(seed: int, tune_index: int, soundfonts: Sequence[Path]) -> 
     """One SoundFont per tune (all its genres), drawn from the seed."""
     rng = np.random.default_rng([seed, _TAG_SOUNDFONT, tune_index])
     return soundfonts[int(rng.integers(len(soundfonts)))]
+
+
+def choose_drumkit(seed: int, tune_index: int, drumkits: Sequence[Path]) -> Path | None:
+    """One drum kit per tune (all its genres): an avldrums kit or a GM font's bank 128."""
+    if not drumkits:
+        return None
+    rng = np.random.default_rng([seed, _TAG_DRUMKIT, tune_index])
+    return drumkits[int(rng.integers(len(drumkits)))]
+
+
+def track_font(seed: int, tune_index: int, role: str, main: str,
+               soundfonts: Sequence[str]) -> str:
+    """The melodic font of one part: the tune's ``main`` font, or with probability
+    SECOND_FONT_PROBABILITY another one of ``soundfonts``; seeded by tune and role (not by
+    genre), so a tune's lead sounds alike in every genre."""
+    others = [f for f in soundfonts if f != main]
+    rng = np.random.default_rng([seed, _TAG_TRACKFONT, tune_index, _genre_code(role)])
+    if not others or rng.random() >= SECOND_FONT_PROBABILITY:
+        return main
+    return others[int(rng.integers(len(others)))]
+
+
+def production_key(seed: int, tune_index: int, genre: str) -> tuple[int, ...]:
+    """The seed prefix of every production draw of one rendering."""
+    return (seed, _TAG_PRODUCTION, tune_index, _genre_code(genre))
 
 
 def assign_splits(n_tunes: int, seed: int) -> list[str]:
@@ -439,27 +508,72 @@ class RenderJob:
     soundfont: str
     out: str
     force: bool
+    drumkit: str | None = None  # None: the drums come from ``soundfont``'s bank 128
+    soundfonts: tuple[str, ...] = ()  # melodic fonts a part may borrow (second font)
+    production: bool = True
+    variety: bool = True
 
 
-def perform(tune: Tune, index: int, genre: str, seconds: float, seed: int) -> Arrangement:
-    """The arrangement of tune number ``index`` in ``genre``, as the corpus renders it."""
-    sheet: LeadSheet = place_tune(tune, seconds, placement_rng(seed, index))
-    return arrange(sheet, genre, arrangement_rng(seed, index, genre))
+def place(tune: Tune, index: int, seconds: float, seed: int, variety: bool = False
+          ) -> LeadSheet:
+    """Tune ``index`` placed in its key and tempo. With ``variety`` the tempo is drawn from
+    VARIED_TEMPO_BPM instead of place_tune's narrower TEMPO_RANGE_BPM (still one tempo per
+    tune: the paired renderings must stay aligned): place_tune's first draw is its tempo, so
+    the tune is placed over the seconds that fill the same length at the new tempo."""
+    if not variety:
+        return place_tune(tune, seconds, placement_rng(seed, index))
+    base = float(round(placement_rng(seed, index).uniform(*TEMPO_RANGE_BPM)))
+    bpm = float(round(np.random.default_rng([seed, _TAG_TEMPO, index]).uniform(
+        *VARIED_TEMPO_BPM)))
+    sheet = place_tune(tune, seconds * bpm / base, placement_rng(seed, index))
+    return dataclasses.replace(sheet, bpm=bpm)
+
+
+def perform(tune: Tune, index: int, genre: str, seconds: float, seed: int,
+            variety: bool = False) -> Arrangement:
+    """The arrangement of tune number ``index`` in ``genre``, as the corpus renders it;
+    ``variety`` adds the wider tempo range, humanised dynamics and extra parts (``enrich``)."""
+    sheet = place(tune, index, seconds, seed, variety)
+    arr = arrange(sheet, genre, arrangement_rng(seed, index, genre))
+    if variety:
+        arr = enrich(arr, np.random.default_rng([seed, _TAG_VARIETY, index,
+                                                 _genre_code(genre)]))
+    return arr
 
 
 def render_job(job: RenderJob) -> dict[str, str]:
     """Render one (tune, genre) pair to WAV + MIDI; returns its metadata row."""
     cpu0 = time.process_time()
-    arr = perform(job.tune, job.index, job.genre, job.seconds, job.seed)
-    rendering = render_arrangement(arr, job.soundfont)
-    audio = normalize_loudness(rendering.audio[None], SAMPLE_RATE, TARGET_LUFS)
+    arr = perform(job.tune, job.index, job.genre, job.seconds, job.seed, job.variety)
+    drumkit = ""
+    if job.production:
+        fonts = {t.channel: track_font(job.seed, job.index, t.role, job.soundfont,
+                                       job.soundfonts or (job.soundfont,))
+                 for t in arr.tracks if not t.is_drums}
+        stems = render_stems(arr, job.soundfont, drumkit=job.drumkit, track_fonts=fonts)
+        produced = produce(arr, stems.stems, SAMPLE_RATE,
+                           production_key(job.seed, job.index, job.genre))
+        audio, volumes, lufs = produced.audio, produced.volumes, produced.loudness_lufs
+        borrowed = " ".join(f"font:{t.role}={Path(fonts[t.channel]).name}" for t in arr.tracks
+                            if not t.is_drums and fonts[t.channel] != job.soundfont)
+        production = produced.label + (" " + borrowed if borrowed else "")
+        substitutions = stems.substitutions
+        if any(t.is_drums for t in arr.tracks):
+            drumkit = Path(job.drumkit or job.soundfont).name
+    else:
+        rendering = render_arrangement(arr, job.soundfont)
+        audio = normalize_loudness(rendering.audio[None], SAMPLE_RATE, TARGET_LUFS)
+        volumes, substitutions, production = rendering.volumes, rendering.substitutions, "dry"
+        lufs = integrated_loudness(audio, SAMPLE_RATE)
+        if any(t.channel == DRUMS for t in arr.tracks):
+            drumkit = Path(job.soundfont).name
     folder = Path(job.out) / job.genre
     wav = folder / f"{job.name}.wav"
     mid = folder / f"{job.name}.mid"
     save_audio(wav, audio, SAMPLE_RATE, fmt="wav", bit_depth="16", force=job.force)
-    _save_midi(arr, rendering.volumes, mid)
+    _save_midi(arr, volumes, mid)
     sheet = arr.sheet
-    programs = arr.programs_label() + "".join(f" [{s}]" for s in rendering.substitutions)
+    programs = arr.programs_label() + "".join(f" [{s}]" for s in substitutions)
     return {
         "file_name": f"{job.genre}/{wav.name}",
         "tune": job.name,
@@ -477,10 +591,12 @@ def render_job(job: RenderJob) -> dict[str, str]:
         "effects": " ".join(name if name == "vinyl" else f"{name}:{value:g}"
                             for name, value in arr.effects),
         "soundfont": Path(job.soundfont).name,
+        "drumkit": drumkit,
+        "production": production,
         "seed": str(job.seed),
         "duration": f"{audio.shape[1] / SAMPLE_RATE:.3f}",
         "sample_rate": str(SAMPLE_RATE),
-        "loudness_lufs": f"{integrated_loudness(audio, SAMPLE_RATE):.2f}",
+        "loudness_lufs": f"{lufs:.2f}",
         "midi_file": f"{job.genre}/{mid.name}",
         "_cpu_s": f"{time.process_time() - cpu0:.4f}",  # popped before metadata is written
     }
@@ -588,21 +704,35 @@ def build_synth_corpus(
     workers: int | None = None,
     progress: bool = True,
     force: bool = False,
+    exclude: Sequence[str] | None = None,
+    production: bool = True,
+    variety: bool = True,
+    drumkits: Sequence[str | os.PathLike] | None = None,
+    only_split: str | None = None,
 ) -> dict:
     """Render ``tunes`` public-domain tunes in every genre of ``genres`` into ``out``.
 
-    Each rendering is ``seconds`` long, 22 050 Hz mono 16-bit WAV at -20 LUFS, with its MIDI
-    file next to it; ``metadata.csv`` lists them all (columns: METADATA_COLUMNS). One
-    SoundFont of ``soundfonts`` (default: the installed Debian GM fonts) is drawn per tune.
+    Each rendering is ``seconds`` long, 22 050 Hz 16-bit WAV, with its MIDI file next to it;
+    ``metadata.csv`` lists them all (columns: METADATA_COLUMNS). With ``production`` (the
+    default) it is stereo, produced and mastered to a random loudness in -16..-8 LUFS
+    (``genreshift.data.production``); without, mono at -20 LUFS. ``variety`` (default on)
+    widens the tempo range and adds humanised dynamics and extra parts; ``production=False,
+    variety=False`` is the plain corpus of ``--dry``. One melodic SoundFont of
+    ``soundfonts`` (default: the installed GM fonts of DEFAULT_SOUNDFONT_NAMES) is drawn per
+    tune, less those named in ``exclude`` (file names: a held-out test font); with
+    production, a drum kit per tune from ``drumkits`` (default: the avldrums kits) and the
+    melodic fonts' own kits, and now and then a part from a second melodic font.
     ``workers`` processes render in parallel (default: every core, or this process alone
     for less than SMALL_CORPUS_AUDIO_S of audio; 1 renders in this process). Same
     arguments (SoundFonts in the same order), same seed: byte-identical WAV and MIDI files,
-    whatever the number of workers.
+    whatever the number of workers. ``only_split`` renders only the tunes of that split (the
+    same tunes a full corpus of these arguments puts there), e.g. the test tunes again with a
+    held-out SoundFont.
 
     Returns a summary dict: out, tunes, genres, renderings, audio_seconds, wall_seconds,
     cpu_seconds (process CPU time of the renderings: arrange, render, mix, normalise,
     write), realtime_factor (audio seconds per wall second), workers, splits (tunes per
-    split), skipped_candidates, soundfonts.
+    split), skipped_candidates, soundfonts (melodic), drumkits, production.
     """
     t_start = time.perf_counter()
     genre_list = check_genres(genres)
@@ -614,10 +744,24 @@ def build_synth_corpus(
                          f"got {seconds!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise SynthError(f"--seed must be a whole number >= 0, got {seed!r}")
+    if only_split is not None and only_split not in SPLIT_FRACTIONS:
+        raise SynthError(f"--only-split must be one of {', '.join(SPLIT_FRACTIONS)}, got "
+                         f"{only_split!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise SynthError(f"--workers must be >= 1, got {workers!r}")
     fonts = [check_soundfont(p) for p in soundfonts] if soundfonts else default_soundfonts()
-    fonts = list(dict.fromkeys(fonts))
+    fonts = exclude_soundfonts(list(dict.fromkeys(fonts)), exclude)
+    if not fonts:
+        raise SynthError(f"--exclude-soundfont {', '.join(exclude or ())} leaves no melodic "
+                         "SoundFont; give another with --soundfont PATH.sf2")
+    kits: list[Path] = []
+    if production:
+        kits = [Path(p).expanduser() for p in drumkits] if drumkits is not None else \
+            default_drumkits()
+        for k in kits:
+            if not k.is_file():
+                raise SynthError(f"{k}: drum-kit SoundFont not found")
+        kits = exclude_soundfonts(list(dict.fromkeys(kits)), exclude) + fonts
     out = Path(out).expanduser()
     _check_out(out, force)
     n_jobs = int(tunes) * len(genre_list)
@@ -648,8 +792,11 @@ def build_synth_corpus(
             RenderJob(tune=t, index=i, name=tune_id(i, len(chosen)), genre=g,
                       split=splits[i], seconds=float(seconds), seed=int(seed),
                       soundfont=str(choose_soundfont(int(seed), i, fonts)), out=str(out),
-                      force=force)
+                      force=force, production=bool(production), variety=bool(variety),
+                      drumkit=(str(k) if (k := choose_drumkit(int(seed), i, kits)) else None),
+                      soundfonts=tuple(str(f) for f in fonts))
             for i, t in enumerate(chosen) for g in genre_list
+            if only_split is None or splits[i] == only_split
         ]
         rows: list[dict[str, str]] = []
         bar = _progress(total=len(jobs), desc="rendering", unit="clip", enabled=progress)
@@ -671,7 +818,7 @@ def build_synth_corpus(
     audio_s = len(rows) * float(seconds)
     return {
         "out": str(out),
-        "tunes": len(chosen),
+        "tunes": len({r["tune"] for r in rows}),
         "genres": genre_list,
         "renderings": len(rows),
         "audio_seconds": audio_s,
@@ -682,6 +829,8 @@ def build_synth_corpus(
         "splits": {s: splits.count(s) for s in SPLIT_FRACTIONS},
         "skipped_candidates": skipped,
         "soundfonts": [str(f) for f in fonts],
+        "drumkits": [str(k) for k in kits],
+        "production": bool(production),
     }
 
 

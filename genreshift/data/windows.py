@@ -167,7 +167,9 @@ class MelWindows(Dataset):
             self._maps[shard] = arr
         return arr
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def locate(self, index: int) -> tuple[int, int, np.random.Generator]:
+        """(clip number, window start inside that clip, the item's random generator after the
+        start was drawn) of item ``index`` in the current epoch."""
         n = len(self)
         if index < 0:
             index += n
@@ -175,12 +177,31 @@ class MelWindows(Dataset):
             raise IndexError(f"window index {index} out of range for {n} windows")
         clip = int(np.searchsorted(self._ends, index, side="right"))
         rng = np.random.default_rng((self.seed, self._epoch, index))
-        start = int(self._offset[clip]) + int(rng.integers(0, self._length[clip] - self.frames + 1))
-        block = self._map(int(self._shard[clip]))[:, start:start + self.frames]
-        window = torch.from_numpy(np.array(block, dtype=np.float32))
+        start = int(rng.integers(0, self._length[clip] - self.frames + 1))
+        return clip, start, rng
+
+    def read(self, clip: int, start: int) -> torch.Tensor:
+        """float32 [n_mels, frames]: the window of clip number ``clip`` at frame ``start``
+        (clamped so that it stays inside the clip), unaugmented."""
+        start = max(0, min(int(start), int(self._length[clip]) - self.frames))
+        at = int(self._offset[clip]) + start
+        block = self._map(int(self._shard[clip]))[:, at:at + self.frames]
+        return torch.from_numpy(np.array(block, dtype=np.float32))
+
+    def group(self, clip: int) -> str | None:
+        """The tune (or other group) that clip number ``clip`` belongs to, if the data says."""
+        return self.clips[clip].get("group")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        clip, start, rng = self.locate(index)
+        window = self.read(clip, start)
         if self.augment:
             window = self._augment(window, rng)
         return window, int(self._label[clip])
+
+    def augment_window(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The augmentation of the module docstring, drawn from ``rng`` (in place on x)."""
+        return self._augment(x, rng)
 
     def _augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         cfg = self.mel_config

@@ -290,6 +290,13 @@ class ModelCache:
         return self._classifier[path]
 
 
+# Below this top probability the detected genre is reported as uncertain and not used to pick
+# a converter (the `rest -> target` one applies to anything). On real recordings the classifier
+# often spreads its probability over genres it was never shown music of; naming the top one
+# there would be a guess stated as a fact.
+UNCERTAIN_BELOW = 0.5
+
+
 def detect_genre(classifier, mel: torch.Tensor) -> tuple[str, float, dict[str, float]]:
     """(genre, probability, all probabilities) for a mid log-mel [n_mels, frames]."""
     from genreshift.models.classifier import classify_clip
@@ -415,7 +422,9 @@ def convert_trained_file(
 
     t = time.perf_counter()
     detected = detect_genre(clf, mid_mel(clf_analysis)) if clf is not None else None
-    source = settings.source or (detected[0] if detected else None)
+    uncertain = (settings.source is None and detected is not None
+                 and detected[1] < UNCERTAIN_BELOW)
+    source = settings.source or (detected[0] if detected and not uncertain else None)
     timings["classify"] = time.perf_counter() - t
 
     plan = plan_targets(models, settings, source)
@@ -462,6 +471,11 @@ def convert_trained_file(
         "source_genre": source,
         "source_given": settings.source is not None,
         "source_confidence": round(detected[1], 4) if detected else None,
+        # "given", "detected", "uncertain" (top probability under UNCERTAIN_BELOW; the best
+        # guess is in source_guess) or "unknown" (no classifier)
+        "source_status": ("given" if settings.source is not None else "uncertain" if uncertain
+                          else "detected" if detected else "unknown"),
+        "source_guess": detected[0] if detected else None,
         "source_probabilities": detected[2] if detected else None,
         "targets": [{"genre": tg.genre, "weight": round(tg.weight, 4), "model": str(info.path),
                      "direction": f"{info.a_name}->{info.b_name}" if d == "ab"

@@ -59,9 +59,25 @@ class GeneratorConfig(_Config):
     # 128 keeps a generator at 1.2 M weights (4.9 MB in float32); the core holds most of
     # them but little of the compute (benchmarks/models_speed.py).
     core_channels: int = _opt(128, "width of the 1-D core (212d only)")
+    residual: bool = _opt(True, "predict a bounded change to the input (output = input + "
+                          "max_change * tanh(head)), zero at initialisation, instead of the "
+                          "output itself")
+    max_change: float = _opt(0.5, "largest change a residual generator makes to a log-mel bin, "
+                             "in normalised units (0.5 = 30 dB of the 120 dB range)")
+
+    # Files written before the residual option existed hold generators that predict the output
+    # directly; their configs lack the key and must load as such.
+    _LEGACY_DEFAULTS = {"residual": False}
+
+    @classmethod
+    def stored(cls, d: dict[str, Any]) -> GeneratorConfig:
+        """The config of a file: ``from_dict`` with the values older files imply."""
+        return cls.from_dict({**cls._LEGACY_DEFAULTS, **d})
 
     def __post_init__(self) -> None:
         problems = []
+        if not 0.0 < self.max_change <= 2.0:
+            problems.append("max_change must be in (0, 2]")
         if self.variant not in GENERATOR_VARIANTS:
             problems.append(f"variant must be one of {', '.join(GENERATOR_VARIANTS)}")
         if self.channels < 1 or self.n_res < 0 or self.core_channels < 1:

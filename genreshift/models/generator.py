@@ -11,6 +11,11 @@ Two variants share the 2-D encoder and decoder and differ in the bottleneck ("co
 
 Both are fully convolutional: any number of frames is accepted (padded to a multiple of the
 total stride, cropped back). Input and output are [batch, n_mels, frames] in [-1, 1].
+
+``residual=True`` (the default for new models) makes the head predict a bounded change,
+``output = clamp(input + max_change * tanh(head), -1, 1)``, with the head initialised to zero:
+the untrained generator is the identity, and what it does not learn to change stays the song.
+Models from before the option predict the output directly (``residual=False``).
 """
 
 from __future__ import annotations
@@ -135,6 +140,11 @@ class Generator(nn.Module):
                 nn.ConvTranspose2d(cin, widths[i], 4, stride=2, padding=1),
                 instance_norm(widths[i]), _act()))
         self.head = nn.Conv2d(2 * c, 1, 7, padding=3)
+        if config.residual:
+            # Zero change at initialisation: the untrained generator returns its input, and
+            # whatever training never asks it to change stays as it was.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, T] (any T >= 1) -> [B, n_mels, T]."""
@@ -158,8 +168,10 @@ class Generator(nn.Module):
             if i != self.config.n_down - 1:
                 h = torch.cat([h, skips[i + 1]], dim=1)
             h = self.up[i](h)
-        out = torch.tanh(self.head(torch.cat([h, skips[0]], dim=1)))
-        return out[:, 0, :, :frames]
+        out = torch.tanh(self.head(torch.cat([h, skips[0]], dim=1)))[:, 0, :, :frames]
+        if self.config.residual:
+            return (mel + self.config.max_change * out).clamp(-1.0, 1.0)
+        return out
 
 
 def count_parameters(module: nn.Module) -> int:

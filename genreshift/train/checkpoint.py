@@ -332,7 +332,7 @@ def load_converter(path: str | Path, *, device: str | torch.device = "cpu") -> C
     path = Path(path)
     ck = read_checkpoint(path, kind="converter")
     try:
-        config = GeneratorConfig.from_dict(ck["model_config"])
+        config = GeneratorConfig.stored(ck["model_config"])
         mel = MelConfig.from_dict(ck["mel_config"])
         a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
         states = ck["state_dict"]["g_ab"], ck["state_dict"]["g_ba"]

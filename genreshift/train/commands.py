@@ -73,7 +73,7 @@ def cmd_train_cyclegan(args: argparse.Namespace) -> int:
                                                    **_given(args, DiscriminatorConfig, "d_")})
     state = train_cyclegan(args.data, args.out, a=args.a, b=args.b, config=config,
                            generator=generator, discriminator=discriminator, resume=args.resume,
-                           classifier=args.classifier, stop_at=args.stop_at,
+                           classifier=args.classifier, real=args.real, stop_at=args.stop_at,
                            progress=not args.quiet)
     if _is_main_process():
         print(f"converter at step {state.step} of {config.steps}: "
@@ -128,6 +128,10 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
                    help="domain b: genre, comma list, or rest (required unless resuming)")
     p.add_argument("--classifier", metavar="CKPT", default=None,
                    help="classifier.pt: adds the target-genre probability to validation")
+    p.add_argument("--real", metavar="MELDIR", default=None,
+                   help="mel directory of unlabelled real recordings (`genreshift data real`, "
+                        "then `data tensors`): --real-windows of them join domain a's batch "
+                        "every step, so the a->b generator learns to keep real mixes' content")
     _add_fields(p.add_argument_group("training"), TrainConfig, "t_", "")
     _add_fields(p.add_argument_group("generator"), GeneratorConfig, "g_", "g-")
     _add_fields(p.add_argument_group("discriminator"), DiscriminatorConfig, "d_", "d-")

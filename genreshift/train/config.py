@@ -62,6 +62,15 @@ class TrainConfig(_Config):
     identity: float = _opt(5.0, "weight of the identity L1 loss")
     identity_until: int = _opt(0, "use the identity loss for the first N steps only "
                                "(0: throughout)")
+    content_chroma: float = _opt(5.0, "weight of the chroma content loss between each "
+                                 "generator's input and output (genreshift.models.content)")
+    content_onset: float = _opt(1.0, "weight of the onset-envelope content loss between each "
+                                "generator's input and output")
+    paired: float = _opt(5.0, "weight of the paired L1 between a->b of a synthetic tune and the "
+                         "same tune rendered in b (time-aligned renderings; unpaired windows, "
+                         "e.g. GTZAN or real recordings, get none)")
+    real_windows: int = _opt(2, "windows of real recordings (--real MELDIR) added to domain a's "
+                             "batch every step (0: none; ignored without --real)")
     pool_size: int = _opt(50, "past fakes kept for the discriminators (0: none)")
     augment: bool = _opt(True, "augment training windows: random gain (+-6 dB) and a short "
                          "time mask (see genreshift.data.windows)")
@@ -83,7 +92,8 @@ class TrainConfig(_Config):
         problems = _check_common(self)
         if self.frames < 16 or self.val_frames < 16 or self.val_windows < 1:
             problems.append("frames and val_frames must be >= 16, val_windows >= 1")
-        for name in ("adversarial", "cycle", "identity", "lr_g", "lr_d"):
+        for name in ("adversarial", "cycle", "identity", "lr_g", "lr_d", "content_chroma",
+                     "content_onset", "paired", "real_windows"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if self.identity_until < 0 or self.pool_size < 0:
@@ -130,8 +140,15 @@ class ClassifierTrainConfig(_Config):
             raise GenreshiftError(f"invalid classifier training config: {'; '.join(problems)}")
 
 
+# What a run stored before a field existed trained with: the content, paired and real-data
+# terms came later, and their absence means they were off.
+LEGACY_TRAIN_VALUES = {"content_chroma": 0.0, "content_onset": 0.0, "paired": 0.0,
+                       "real_windows": 0}
+
+
 def changed_fields(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """Names of the non-logistics fields whose values differ (for refusing a resume)."""
+    stored = {**{k: v for k, v in LEGACY_TRAIN_VALUES.items() if k in requested}, **stored}
     return sorted(k for k in set(stored) | set(requested)
                   if k not in LOGISTICS and stored.get(k) != requested.get(k))
 

@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from genreshift.errors import GenreshiftError
 from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
+from genreshift.models.content import content_loss
 from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator
 from genreshift.spectral import MelConfig, mel_to_wav
@@ -52,7 +53,7 @@ from genreshift.train.checkpoint import (
     unwrap,
     write_checkpoint,
 )
-from genreshift.train.config import TrainConfig, refuse_changed
+from genreshift.train.config import LEGACY_TRAIN_VALUES, TrainConfig, refuse_changed
 
 INFERENCE_FILE = "converter.pt"
 RESUME_FILE = "resume.pt"
@@ -61,8 +62,10 @@ TB_DIR = "tb"
 # Random streams, one generator each per rank (see runtime.derive_seed).
 _STREAM_POOL_A, _STREAM_POOL_B, _STREAM_WINDOWS_A, _STREAM_WINDOWS_B = 1, 2, 3, 4
 
+_STREAM_REAL = 5
+
 LOSS_TERMS = ("d_a", "d_b", "g_adv_ab", "g_adv_ba", "cycle_a", "cycle_b", "identity_a",
-              "identity_b", "g_total", "d_total")
+              "identity_b", "content_chroma", "content_onset", "paired", "g_total", "d_total")
 
 
 # --------------------------------------------------------------------------- losses
@@ -147,6 +150,7 @@ class State:
     config: TrainConfig
     device: torch.device
     precision: rtm.Precision
+    mel: MelConfig | None = None  # the data's analysis settings (for the content loss)
     scaler: torch.amp.GradScaler | None = None
     step: int = 0
 
@@ -167,15 +171,20 @@ def _backward_step(state: State, loss: torch.Tensor, opt: torch.optim.Optimizer)
         opt.step()
 
 
-def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-    """One CycleGAN update on real windows (a [B, n_mels, T], b [B, n_mels, T]) on the device.
+def train_step(state: State, batch: Sequence[torch.Tensor]) -> dict[str, float]:
+    """One CycleGAN update on real windows on the device: ``(a, b)`` or ``(a, b, paired)``.
 
-    Order: the generators translate both batches; the discriminators learn on the real windows
-    against pooled, detached fakes; then the generators learn against the updated
-    discriminators (adversarial + cycle + identity). Returns every loss term as a float.
+    ``a`` is [Ba, n_mels, T] and ``b`` [Bb, n_mels, T] (Ba >= Bb: extra a rows are unpaired,
+    e.g. windows of real recordings); ``paired`` is a [Bb] bool mask of the rows where b[i] is
+    a[i]'s tune rendered in domain b. Order: the generators translate both batches; the
+    discriminators learn on the real windows against pooled, detached fakes; then the
+    generators learn against the updated discriminators (adversarial + cycle + identity +
+    content of each translation against its own input + paired L1 of a->b against the
+    paired b rows). Returns every loss term as a float.
     """
     cfg = state.config
-    real_a, real_b = batch
+    real_a, real_b = batch[0], batch[1]
+    paired = batch[2] if len(batch) > 2 else None
     use_identity = cfg.identity > 0 and (cfg.identity_until == 0
                                          or state.step < cfg.identity_until)
     autocast = state.precision.autocast(state.device)
@@ -208,8 +217,22 @@ def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[s
             identity_b = l1(state.g_ab(real_b), real_b)
         else:
             identity_a = identity_b = zero
+        content_chroma = content_onset = zero
+        if cfg.content_chroma > 0 or cfg.content_onset > 0:
+            # Without the data's settings: the default analysis with the batch's band count.
+            mel = state.mel if state.mel is not None else MelConfig(n_mels=real_a.shape[1])
+            parts = [content_loss(fake, real, mel) for fake, real in
+                     ((fake_b, real_a), (fake_a, real_b))]
+            content_chroma = parts[0]["chroma"] + parts[1]["chroma"]
+            content_onset = parts[0]["onset"] + parts[1]["onset"]
+        paired_l1 = zero
+        if cfg.paired > 0 and paired is not None and bool(paired.any()):
+            rows = paired.nonzero().flatten()
+            paired_l1 = l1(fake_b[rows], real_b[rows])
         loss_g = (cfg.adversarial * (adv_ab + adv_ba) + cfg.cycle * (cycle_a + cycle_b)
-                  + cfg.identity * (identity_a + identity_b))
+                  + cfg.identity * (identity_a + identity_b)
+                  + cfg.content_chroma * content_chroma + cfg.content_onset * content_onset
+                  + cfg.paired * paired_l1)
     _backward_step(state, loss_g, state.opt_g)
     _requires_grad([d_a, d_b], True)
     if state.scaler is not None:
@@ -219,7 +242,7 @@ def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[s
     state.step += 1
 
     terms = (loss_d_a, loss_d_b, adv_ab, adv_ba, cycle_a, cycle_b, identity_a, identity_b,
-             loss_g, loss_d)
+             content_chroma, content_onset, paired_l1, loss_g, loss_d)
     values = torch.stack([t.detach().float() for t in terms]).tolist()  # one device sync
     if state.scaler is None and not all(math.isfinite(v) for v in values):
         raise GenreshiftError(
@@ -235,7 +258,8 @@ def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[s
 @torch.no_grad()
 def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, *,
              classifier: Classifier | None, a: Domain, b: Domain, device: torch.device,
-             batch_size: int = 8) -> dict[str, float]:
+             batch_size: int = 8, mel: MelConfig | None = None,
+             real: torch.Tensor | None = None) -> dict[str, float]:
     """Held-out metrics for both directions (in float32, eval mode).
 
     ``cycle_x``: L1 between x and its round trip; ``identity_x``: L1 between x and x passed
@@ -243,7 +267,9 @@ def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: tor
     (near 0 means the converter does nothing). With a classifier: ``p_target_xy``, the mean
     probability that converted windows belong to the target domain (summed over its genres),
     ``acc_xy`` the share whose top genre is in the target domain, and both for the unconverted
-    input (``..._input``) as the baseline.
+    input (``..._input``) as the baseline. With ``real`` (held-out windows of real recordings)
+    and ``mel``: ``real_change``, ``real_chroma`` and ``real_onset``, how far a->b moves them
+    (L1, and the content loss's two terms).
     """
     g_ab, g_ba = unwrap(g_ab), unwrap(g_ba)
     modes = g_ab.training, g_ba.training
@@ -275,6 +301,17 @@ def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: tor
                     out[f"p_target_{src}{dst}{suffix}"] = float(probs[:, idx].sum(1).mean())
                     top = probs.argmax(1)
                     out[f"acc_{src}{dst}{suffix}"] = float(torch.isin(top, idx).float().mean())
+        if real is not None and mel is not None:
+            sums = {"change": 0.0, "chroma": 0.0, "onset": 0.0}
+            for chunk in real.split(batch_size):
+                chunk = chunk.to(device).float()
+                fake = g_ab(chunk)
+                c = content_loss(fake, chunk, mel)
+                sums["change"] += float((fake - chunk).abs().mean()) * len(chunk)
+                sums["chroma"] += float(c["chroma"]) * len(chunk)
+                sums["onset"] += float(c["onset"]) * len(chunk)
+            for k, v in sums.items():
+                out[f"real_{k}"] = v / len(real)
     finally:
         g_ab.train(modes[0])
         g_ba.train(modes[1])
@@ -292,7 +329,8 @@ def stored_configs(out: str | Path) -> dict[str, dict] | None:
     if not path.is_file():
         return None
     ck = read_checkpoint(path, kind="converter", role="resume")
-    return {"train": ck["resume"]["train_config"], "generator": ck["model_config"],
+    return {"train": {**LEGACY_TRAIN_VALUES, **ck["resume"]["train_config"]},
+            "generator": GeneratorConfig.stored(ck["model_config"]).to_dict(),
             "discriminator": ck["resume"]["discriminator_config"], "domains": ck["domains"]}
 
 
@@ -307,6 +345,7 @@ def train_cyclegan(
     discriminator: DiscriminatorConfig = DiscriminatorConfig(),
     resume: bool = False,
     classifier: str | Path | None = None,
+    real: str | Path | None = None,
     stop_at: int | None = None,
     progress: bool = True,
 ) -> State:
@@ -317,22 +356,25 @@ def train_cyclegan(
     a directory that already holds a run is refused; with it, a missing resume file starts a
     new run, and an existing one must match the data, domains and every non-logistics setting
     (see genreshift.train.config). ``classifier`` adds the target-genre probability to
-    validation. ``stop_at`` ends this session after that step, with a checkpoint. Returns the
-    final State (on every rank).
+    validation. ``real`` is a mel directory of unlabelled real recordings (genreshift data
+    real, then data tensors): ``config.real_windows`` of its windows join domain a's batch
+    every step, with every loss but the paired one. ``stop_at`` ends this session after that
+    step, with a checkpoint. Returns the final State (on every rank).
     """
     rt = rtm.init_runtime(config.device)
     try:
         return _run(rt, Path(data), Path(out), a=a, b=b, config=config, generator=generator,
                     discriminator=discriminator, resume=resume, classifier=classifier,
-                    stop_at=stop_at, progress=progress)
+                    real=None if real is None else Path(real), stop_at=stop_at,
+                    progress=progress)
     finally:
         rtm.shutdown_runtime(rt)
 
 
 def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None,
          config: TrainConfig, generator: GeneratorConfig, discriminator: DiscriminatorConfig,
-         resume: bool, classifier: str | Path | None, stop_at: int | None,
-         progress: bool) -> State:
+         resume: bool, classifier: str | Path | None, real: Path | None,
+         stop_at: int | None, progress: bool) -> State:
     from genreshift.data.windows import MelWindows, load_manifest
 
     device = rt.device
@@ -357,11 +399,18 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
         check_same_config(resume_path, "the data's mel config", ck["mel_config"], mel.to_dict(),
                           "resume with the mel directory the run was started on")
         refuse_changed(resume_path, stored["train_config"], config)
-        check_same_config(resume_path, "generator config", ck["model_config"], gcfg.to_dict(),
+        check_same_config(resume_path, "generator config",
+                          GeneratorConfig.stored(ck["model_config"]).to_dict(), gcfg.to_dict(),
                           "resume without architecture options, or start a new run")
         check_same_config(resume_path, "discriminator config", stored["discriminator_config"],
                           dcfg.to_dict(), "resume without architecture options, or start a "
                           "new run")
+        stored_real = stored.get("real_data")
+        if (stored_real is None) != (real is None):
+            raise GenreshiftError(
+                f"{resume_path}: the run was started "
+                + (f"with --real {stored_real}" if stored_real else "without --real")
+                + "; resume it the same way")
         a = ck["domains"]["a"]["name"] if a is None else a
         b = ck["domains"]["b"]["name"] if b is None else b
     if a is None or b is None:
@@ -413,12 +462,25 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                          augment=config.augment, seed=config.seed)
     train_b = MelWindows(data, split="train", genres=list(dom_b.genres), frames=config.frames,
                          augment=config.augment, seed=config.seed + 1)
-    sampler_a = rtm.WindowSampler(train_a, seed=seeded(_STREAM_WINDOWS_A))
+    sampler_a: rtm.WindowSampler | rtm.PairedSampler
+    if config.paired > 0:
+        sampler_a = rtm.PairedSampler(train_a, train_b, seed=seeded(_STREAM_WINDOWS_A))
+    else:
+        sampler_a = rtm.WindowSampler(train_a, seed=seeded(_STREAM_WINDOWS_A))
     sampler_b = rtm.WindowSampler(train_b, seed=seeded(_STREAM_WINDOWS_B))
+    sampler_real = None
+    if real is not None and config.real_windows > 0:
+        real_manifest = load_manifest(real)
+        check_same_config(real, "mel config of the real recordings",
+                          real_manifest["mel_config"], mel.to_dict(),
+                          "build both mel directories with the same analysis settings")
+        real_train = MelWindows(real, split="train", frames=config.frames,
+                                augment=config.augment, seed=config.seed + 2)
+        sampler_real = rtm.WindowSampler(real_train, seed=seeded(_STREAM_REAL))
 
     state = State(g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, opt_g=opt_g, opt_d=opt_d,
                   sched_g=sched_g, sched_d=sched_d, pool_a=pool_a, pool_b=pool_b, config=config,
-                  device=device, precision=precision, scaler=scaler)
+                  device=device, precision=precision, scaler=scaler, mel=mel)
     seconds_before = 0.0
     if ck is not None:
         stored = ck["resume"]
@@ -439,6 +501,8 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
             rtm.set_rng_state(mine["rng"], device)
             sampler_a.load_state_dict(mine["sampler_a"])
             sampler_b.load_state_dict(mine["sampler_b"])
+            if sampler_real is not None and "sampler_real" in mine:
+                sampler_real.load_state_dict(mine["sampler_real"])
             pool_a.load_state_dict(mine["pool_a"], device)
             pool_b.load_state_dict(mine["pool_b"], device)
         else:
@@ -451,6 +515,8 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                                 (pool_a.generator, _STREAM_POOL_A),
                                 (pool_b.generator, _STREAM_POOL_B)):
                 gen.manual_seed(seeded(stream, state.step))
+            if sampler_real is not None:
+                sampler_real.generator.manual_seed(seeded(_STREAM_REAL, state.step))
 
     if rt.distributed:
         ids = [device.index] if device.type == "cuda" else None
@@ -459,7 +525,8 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
 
     session = _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, mel=mel,
                        gcfg=gcfg, dcfg=dcfg, dom_a=dom_a, dom_b=dom_b, clf=clf,
-                       samplers=(sampler_a, sampler_b), seconds_before=seconds_before)
+                       samplers=(sampler_a, sampler_b), sampler_real=sampler_real, real=real,
+                       seconds_before=seconds_before)
     if rt.is_main:
         session.open_logs()
     end = config.steps if stop_at is None else min(config.steps, stop_at)
@@ -476,11 +543,14 @@ class _Session:
     def __init__(self, *, rt: rtm.Runtime, state: State, out: Path, data: Path, manifest: dict,
                  mel: MelConfig, gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, dom_a: Domain,
                  dom_b: Domain, clf: Classifier | None,
-                 samplers: tuple[rtm.WindowSampler, rtm.WindowSampler],
+                 samplers: tuple[Any, rtm.WindowSampler],
+                 sampler_real: rtm.WindowSampler | None = None, real: Path | None = None,
                  seconds_before: float) -> None:
         self.rt, self.state, self.out, self.data = rt, state, out, data
         self.manifest, self.mel, self.gcfg, self.dcfg = manifest, mel, gcfg, dcfg
         self.dom_a, self.dom_b, self.clf, self.samplers = dom_a, dom_b, clf, samplers
+        self.sampler_real, self.real = sampler_real, real
+        self.val_real: torch.Tensor | None = None
         self.seconds_before = seconds_before
         self.started = time.perf_counter()
         self.writer: Any = None
@@ -506,6 +576,16 @@ class _Session:
             self.val = (vals[0], vals[1])
         else:
             rtm.log.warning("no validation during this run: %s", why)
+        if self.real is not None:
+            from genreshift.data.windows import load_manifest
+
+            real_genres = load_manifest(self.real)["genres"]
+            windows, why = rtm.open_validation(self.real, real_genres,
+                                               [cfg.val_frames, cfg.frames], cfg.seed)
+            if windows is not None:
+                self.val_real = rtm.fixed_windows(windows, cfg.val_windows)[0]
+            else:
+                rtm.log.warning("no validation on real recordings: %s", why)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -526,10 +606,18 @@ class _Session:
                 return
             while state.step < end:
                 t0 = time.perf_counter()
-                xa, _ = sampler_a.batch(cfg.batch_size, state.step)
-                xb, _ = sampler_b.batch(cfg.batch_size, state.step)
-                losses = train_step(state, (xa.to(state.device, non_blocking=True),
-                                            xb.to(state.device, non_blocking=True)))
+                if isinstance(sampler_a, rtm.PairedSampler):
+                    xa, xb, pairs = sampler_a.batch(cfg.batch_size, state.step)
+                else:
+                    xa, _ = sampler_a.batch(cfg.batch_size, state.step)
+                    xb, _ = sampler_b.batch(cfg.batch_size, state.step)
+                    pairs = torch.zeros(len(xb), dtype=torch.bool)
+                if self.sampler_real is not None:
+                    xr, _ = self.sampler_real.batch(cfg.real_windows, state.step)
+                    xa = torch.cat([xa, xr])
+                dev = state.device
+                losses = train_step(state, (xa.to(dev, non_blocking=True),
+                                            xb.to(dev, non_blocking=True), pairs.to(dev)))
                 busy += time.perf_counter() - t0  # data + step; not logging or checkpoints
                 sums += torch.tensor([losses[k] for k in LOSS_TERMS], dtype=torch.float64)
                 count += 1
@@ -570,13 +658,17 @@ class _Session:
             return
         state = self.state
         metrics = validate(state.g_ab, state.g_ba, *self.val, classifier=self.clf,
-                           a=self.dom_a, b=self.dom_b, device=state.device)
+                           a=self.dom_a, b=self.dom_b, device=state.device, mel=self.mel,
+                           real=self.val_real)
         for k, v in metrics.items():
             self.writer.add_scalar(f"val/{k}", v, state.step)
         self.writer.flush()
         text = (f"step {state.step}: val cycle {metrics['cycle_a']:.4f}/{metrics['cycle_b']:.4f}"
                 f" identity {metrics['identity_a']:.4f}/{metrics['identity_b']:.4f}"
                 f" change {metrics['change_ab']:.4f}/{metrics['change_ba']:.4f}")
+        if "real_chroma" in metrics:
+            text += (f" real: change {metrics['real_change']:.4f} chroma "
+                     f"{metrics['real_chroma']:.4f} onset {metrics['real_onset']:.4f}")
         if self.clf is not None:
             text += (f" p(target) {metrics['p_target_ab']:.2f}/{metrics['p_target_ba']:.2f}"
                      f" (unconverted {metrics['p_target_ab_input']:.2f}/"
@@ -621,6 +713,8 @@ class _Session:
         mine = {"rng": rtm.rng_state(state.device), "sampler_a": sampler_a.state_dict(),
                 "sampler_b": sampler_b.state_dict(), "pool_a": state.pool_a.state_dict(),
                 "pool_b": state.pool_b.state_dict()}
+        if self.sampler_real is not None:
+            mine["sampler_real"] = self.sampler_real.state_dict()
         ranks = rtm.gather_to_main(rt, mine)
         if not rt.is_main:
             return
@@ -646,6 +740,7 @@ class _Session:
             "sched_g": state.sched_g.state_dict(),
             "sched_d": state.sched_d.state_dict(),
             "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+            "real_data": None if self.real is None else str(self.real),
             "ranks": ranks,
         }
         write_checkpoint(self.out / RESUME_FILE, {**payload, "role": "resume", "resume": resume})

@@ -296,6 +296,91 @@ class WindowSampler:
         self.generator.set_state(state["generator"])
 
 
+def match_level(x: torch.Tensor, ref: torch.Tensor, db_min: float, db_max: float
+                ) -> torch.Tensor:
+    """``x`` (normalised log-mel [n_mels, T]) with a gain that gives it ``ref``'s mean power.
+
+    The renderings of one tune in two genres are mastered to different loudnesses, and a
+    conversion is loudness-matched to its input anyway: a paired target is compared at the
+    input's level, so the generator is not asked to guess a random mastering gain.
+    """
+    span = db_max - db_min
+
+    def level_db(m: torch.Tensor) -> float:
+        db = (m.double() + 1.0) * 0.5 * span + db_min
+        return float(10.0 * torch.log10(torch.pow(10.0, db / 10.0).mean().clamp_min(1e-30)))
+
+    offset = (level_db(ref) - level_db(x)) * 2.0 / span
+    return torch.where(x <= -1.0, x, (x + offset).clamp(-1.0, 1.0))
+
+
+class PairedSampler:
+    """Batches of domain-a windows, each with the same tune's window in domain b when the data
+    has one (the synthetic corpus renders every tune in every genre, time-aligned).
+
+    The a side is drawn exactly as by WindowSampler (a genre uniformly, then a window). The b
+    window of a paired row starts at the same frame of the same tune's b rendering, is level-
+    matched to the a window (see match_level), and both get the same augmentation draw (gain
+    and time mask), so the pair differs only by genre. A row whose tune has no b rendering
+    gets a random b window and is marked unpaired. ``batch`` returns ([B, n_mels, T] a,
+    [B, n_mels, T] b, [B] bool paired).
+    """
+
+    def __init__(self, windows_a: Any, windows_b: Any, *, seed: int) -> None:
+        self.a, self.b = windows_a, windows_b
+        self.inner = WindowSampler(windows_a, seed=seed)
+        self.generator = self.inner.generator
+        self.windows = windows_a
+        by_group: dict[str, list[int]] = {}
+        for i in range(len(windows_b.clips)):
+            g = windows_b.group(i)
+            if g is not None:
+                by_group.setdefault(g, []).append(i)
+        self.b_of_group = by_group
+        self.b_all = torch.arange(len(windows_b))
+        cfg = windows_a.mel_config
+        self.db_range = (cfg.db_min, cfg.db_max)
+
+    def batch(self, size: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import copy
+
+        self.a.set_epoch(step)
+        self.b.set_epoch(step)
+        gen = self.generator
+        genres = torch.randint(len(self.inner.by_genre), (size,), generator=gen)
+        xa, xb, paired = [], [], []
+        for g in genres.tolist():
+            pool = self.inner.by_genre[g]
+            index = int(pool[int(torch.randint(len(pool), (), generator=gen))])
+            clip, start, rng = self.a.locate(index)
+            a = self.a.read(clip, start)
+            group = self.a.group(clip)
+            matches = self.b_of_group.get(group, []) if group is not None else []
+            if matches:
+                bclip = matches[int(torch.randint(len(matches), (), generator=gen))]
+                b = match_level(self.b.read(bclip, start), a, *self.db_range)
+                if self.a.augment:
+                    twin = copy.deepcopy(rng)
+                    a = self.a.augment_window(a, rng)
+                    b = self.a.augment_window(b, twin)
+                paired.append(True)
+            else:
+                if self.a.augment:
+                    a = self.a.augment_window(a, rng)
+                b, _ = self.b[int(self.b_all[int(torch.randint(len(self.b_all), (),
+                                                               generator=gen))])]
+                paired.append(False)
+            xa.append(a)
+            xb.append(b)
+        return torch.stack(xa), torch.stack(xb), torch.tensor(paired)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
 def fixed_windows(windows: Any, per_genre: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic held-out windows: up to ``per_genre`` evenly spaced items of each genre.
 

@@ -153,6 +153,8 @@ class JobResult(BaseModel):
     source_genre: str | None = None
     source_given: bool | None = None
     source_confidence: float | None = None
+    source_status: str | None = None  # given / detected / uncertain / unknown
+    source_guess: str | None = None
     source_probabilities: dict[str, float] | None = None
     targets: list[TargetUsed] | None = None
     strength: float

@@ -338,7 +338,8 @@ class JobManager:
 
 def public_summary(summary: dict) -> dict:
     """The parts of a conversion summary a client may see (no server paths)."""
-    keys = ("mode", "source_genre", "source_given", "source_confidence",
+    keys = ("mode", "source_genre", "source_given", "source_confidence", "source_status",
+            "source_guess",
             "source_probabilities", "strength", "sample_rate", "channels", "duration_s",
             "notes", "timings_s", "style_loss_initial", "style_loss_final")
     out = {k: summary[k] for k in keys if k in summary}

@@ -198,7 +198,10 @@
         `${t.genre} ${(t.weight * 100).toFixed(0)} %` : t.genre).join(" + ");
       let from = r.source_genre || "unknown genre";
       if (r.source_given) from += " (as given)";
-      else if (r.source_confidence !== null && r.source_confidence !== undefined) {
+      else if (r.source_status === "uncertain") {
+        from = `uncertain genre (best guess ${r.source_guess}, ` +
+          `p = ${r.source_confidence.toFixed(2)})`;
+      } else if (r.source_confidence !== null && r.source_confidence !== undefined) {
         from += ` (detected, p = ${r.source_confidence.toFixed(2)})`;
       }
       parts.push(`${job.input.name}: ${from} → ${to}`);

@@ -1,0 +1,134 @@
+"""Trained and reference mode on real recordings, judged by the independent kit in
+../shared/judge (musicnn tags, chroma + basic-pitch content), and the classifier's source
+detection on the same clips. Prints Markdown.
+
+    .venv/bin/python benchmarks/real_music.py                        # the shipped models
+    .venv/bin/python benchmarks/real_music.py --models DIR --label today --modes to
+
+The clips (../shared/realmusic) are a test set: this script only measures. The judge runs in
+its own environment (`bash ../shared/judge/setup.sh` builds /tmp/judge_venv); without it the
+script says so and exits 0, so run_all can report the section as not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+# The clips' style families (MANIFEST.tsv) -> the classifier genres that count as right.
+FAMILY_GENRES = {"classical/orchestral": {"classical"}, "rock/metal": {"rock", "metal"},
+                 "electronic/dance": {"electronic"}, "jazz/blues/lounge": {"jazz", "blues"},
+                 "hip-hop/funk": {"hiphop"}, "folk/country": {"country"}}
+
+
+def judge_runs(args: argparse.Namespace) -> list[str]:
+    lines = ["| models | mode | targets | conversions | target up | target in top 2 | "
+             "median content | wall (s) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for mode in args.modes.split(","):
+        out = work / f"real_{args.label}_{mode}.jsonl"
+        extra = f"--models {args.models}" if mode != "roundtrip" else ""
+        cmd = [args.judge, str(SHARED / "judge" / "real_eval.py"), "--clips", args.clips,
+               "--mode", mode, "--targets", args.targets, "--out", str(out)]
+        if extra:
+            cmd += ["--extra", extra]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        if r.returncode or not out.is_file():
+            sys.stderr.write(r.stdout + r.stderr)
+            raise SystemExit(f"real_eval.py --mode {mode} failed (exit {r.returncode})")
+        summ = json.loads(out.read_text().strip().splitlines()[-1])
+        n = summ["conversions"] - summ["failed"]
+        lines.append(f"| {args.label} | {mode} | {args.targets} | {n} "
+                     f"({summ['failed']} failed) | {summ['target_up']}/{n} "
+                     f"({summ['target_up'] / max(n, 1):.0%}) | {summ['target_top2']}/{n} "
+                     f"({summ['target_top2'] / max(n, 1):.0%}) | {summ['median_content']:.2f} | "
+                     f"{wall:.0f} |")
+    return lines
+
+
+def detection(args: argparse.Namespace) -> list[str]:
+    """The shipped classifier on every clip: right, wrong or uncertain, by family."""
+    import torch
+
+    from genreshift.audio import load_audio
+    from genreshift.inference.convert import UNCERTAIN_BELOW, detect_genre
+    from genreshift.inference.pipeline import analyse, mid_mel
+    from genreshift.train.checkpoint import load_classifier
+
+    torch.set_num_threads(1)
+    clf = load_classifier(Path(args.models) / "classifier.pt")
+    with open(Path(args.clips) / "MANIFEST.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    lines = ["| clip | family | detected (p) | verdict |", "|---|---|---|---|"]
+    counts = {"right": 0, "wrong": 0, "uncertain, right guess": 0, "uncertain, wrong guess": 0,
+              "no such genre": 0}
+    for row in rows:
+        audio, sr = load_audio(Path(args.clips) / row["file"])
+        genre, p, _ = detect_genre(clf, mid_mel(analyse(audio, sr, clf.mel_config,
+                                                        torch.device("cpu"))))
+        ok = FAMILY_GENRES.get(row["style_family"])
+        if ok is None or not ok & set(clf.genres):
+            verdict = "no such genre"
+        elif p < UNCERTAIN_BELOW:
+            verdict = "uncertain, right guess" if genre in ok else "uncertain, wrong guess"
+        else:
+            verdict = "right" if genre in ok else "wrong"
+        counts[verdict] += 1
+        lines.append(f"| {row['file']} | {row['style_family']} | {genre} ({p:.2f}) | "
+                     f"{verdict} |")
+    mappable = sum(v for k, v in counts.items() if k != "no such genre")
+    named = counts["right"] + counts["wrong"]
+    summary = [f"Source detection ({args.label}, threshold {UNCERTAIN_BELOW}): of {mappable} "
+               f"clips whose family is one of the classifier's genres, {counts['right']} named "
+               f"right, {counts['wrong']} named wrong, "
+               f"{counts['uncertain, right guess'] + counts['uncertain, wrong guess']} reported "
+               f"uncertain ({counts['uncertain, right guess']} of them with the right best "
+               f"guess); precision when it names a genre {counts['right'] / max(named, 1):.0%}"
+               f"; top-1 including the uncertain guesses "
+               f"{(counts['right'] + counts['uncertain, right guess']) / max(mappable, 1):.0%}."
+               f" {counts['no such genre']} clips have no matching genre (ambient, or a family this classifier lacks).", ""]
+    return summary + lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(ROOT / "checkpoints"))
+    ap.add_argument("--label", default="shipped")
+    ap.add_argument("--modes", default="roundtrip,to,like")
+    ap.add_argument("--targets", default="classical,jazz,rock,electronic,hiphop,lofi")
+    ap.add_argument("--clips", default=str(SHARED / "realmusic"))
+    ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
+    ap.add_argument("--work", default="/tmp/genreshift-real-music")
+    ap.add_argument("--no-detection", action="store_true")
+    args = ap.parse_args()
+    if not Path(args.clips, "MANIFEST.tsv").is_file():
+        print(f"Not run: no real-music clips at {args.clips} (MANIFEST.tsv missing).")
+        return 0
+    out: list[str] = []
+    if not os.access(args.judge, os.X_OK):
+        out.append(f"Judge not run: {args.judge} does not exist; build it with "
+                   "`bash ../shared/judge/setup.sh` and run this section again.")
+    elif args.modes:
+        out += ["```", f".venv/bin/python benchmarks/real_music.py --models "
+                f"{os.path.relpath(args.models, ROOT)} --modes {args.modes} --targets "
+                f"{args.targets}", "```", "", *judge_runs(args), ""]
+    if not args.no_detection:
+        out += detection(args)
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
