@@ -129,7 +129,7 @@ ABLATION_GENRE ?= rock
 ABLATION_STEPS ?= $(CONVERTER_STEPS)
 # Stop every variant here (its learning rate is still constant, as in the main run at that
 # step); 0 trains to ABLATION_STEPS.
-ABLATION_STOP ?= 150
+ABLATION_STOP ?= 100
 ABLATION_VARIANTS ?= full dry noreal noresidual nopaired
 
 ablation: install

@@ -39,6 +39,7 @@ def main() -> int:
     ap.add_argument("--genre", default="rock")
     ap.add_argument("--tunes", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=None, help="the first S s of each clip")
     ap.add_argument("--real", action="store_true", help="also judge on real recordings")
     ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
     args = ap.parse_args()
@@ -47,7 +48,7 @@ def main() -> int:
 
     corpus = ev.Corpus.open(args.data)
     pairs = [(g, args.genre) for g in corpus.genres() if g != args.genre]
-    judge = ev.fit_feature_judge(corpus)
+    judge = ev.fit_feature_judge(corpus, seconds=args.seconds)
     lines = ["| variant | what | steps | transfer, classifier | transfer, feature judge | "
              "LSD (dB) | chroma kept | onset F |"
              + (" real: target up | real: top 2 | real: median content |" if args.real else ""),
@@ -63,7 +64,7 @@ def main() -> int:
 
         steps = read_checkpoint(folder / f"rest-to-{args.genre}.pt")["provenance"]["steps"]
         rep = ev.evaluate(corpus, "trained", judge=judge, models_dir=folder, pairs=pairs,
-                          tunes=args.tunes, jobs=args.jobs)
+                          tunes=args.tunes, jobs=args.jobs, seconds=args.seconds)
         m, floor = rep["overall"]["method"], rep["overall"]["floor"]
         row = (f"| {name} | {what} | {steps} | {m['cnn_hit']:.0%} | {m['judge_hit']:.0%} | "
                f"{m['lsd_db']:.2f} | {m['chroma']:.3f} | {m['onset_f']:.3f} |")
@@ -79,7 +80,9 @@ def main() -> int:
                     f"{s['median_content']:.2f} |")
         lines.append(row)
     out = ["```", f".venv/bin/python benchmarks/ablation.py --data {args.data} --genre "
-           f"{args.genre} --tunes {args.tunes}{' --real' if args.real else ''}", "```", ""]
+           f"{args.genre} --tunes {args.tunes}"
+           f"{'' if args.seconds is None else f' --seconds {args.seconds:g}'}"
+           f"{' --real' if args.real else ''}", "```", ""]
     if floor is not None:
         out.append(f"Every genre -> {args.genre} on {args.tunes} test tunes of the produced "
                    f"corpus; the reconstruction floor there: LSD {floor['lsd_db']:.2f} dB, "

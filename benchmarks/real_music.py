@@ -41,6 +41,8 @@ def judge_runs(args: argparse.Namespace) -> list[str]:
                "--mode", mode, "--targets", args.targets, "--out", str(out)]
         if extra:
             cmd += ["--extra", extra]
+        if mode == "roundtrip":  # the same for every target: once per clip is the floor
+            cmd += ["--per-clip", "1"]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0

@@ -22,6 +22,7 @@ Written by hand: no benchmark runner does "run these scripts, keep their Markdow
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -58,6 +59,7 @@ class Sizes:
     eval_tunes: int = 4  # test tunes per method in the comparison (x 54 genre pairs)
     heldout_tunes: int = 4  # test tunes rendered with the held-out SoundFont
     real_modes: str = "roundtrip,to,like"  # real_eval.py modes (../shared/judge)
+    methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
     gram_pairs: str = "rock:jazz,classical:electronic"
@@ -248,7 +250,7 @@ def run_evaluate(ctx: Context) -> str:
     pairs = _target_pairs(corpus, s.targets)
     reports = [_evaluate(ctx, m, judge, tunes=s.eval_tunes, seconds=s.eval_seconds,
                          pairs=pairs)
-               for m in ("identity", "eq", "trained", "reference")]
+               for m in s.methods.split(",")]
     ctx.reports["main"] = {r["method"]: r for r in reports}
     plot_evaluation(ctx.work / "comparison.png", reports)
     ctx.pngs.append(ctx.work / "comparison.png")
@@ -353,8 +355,11 @@ def run_real_music(ctx: Context) -> str:
 
 
 def run_ablation(ctx: Context) -> str:
-    return _script(ctx, "ablation.py", ["--data", ctx.corpus, "--tunes", ctx.sizes.eval_tunes,
-                                        "--jobs", ctx.sizes.jobs])
+    s = ctx.sizes
+    args = ["--data", ctx.corpus, "--tunes", s.eval_tunes, "--jobs", s.jobs]
+    if s.eval_seconds is not None:
+        args += ["--seconds", s.eval_seconds]
+    return _script(ctx, "ablation.py", args)
 
 
 def run_gram(ctx: Context) -> str:
@@ -653,6 +658,12 @@ def main(argv: list[str] | None = None) -> int:
                          "folder)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes: checks that everything runs, measures nothing useful")
+    ap.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                    help="override one size of the run (a field of Sizes, e.g. eval_tunes=2); "
+                         "the file says which were changed")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="use this already rendered corpus (rendered with the default sizes) "
+                         "instead of rendering it again")
     ap.add_argument("--only", metavar="SECTION,...",
                     help="run only these sections (the corpus is rendered when a section "
                          "needs it)")
@@ -674,7 +685,28 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or (ROOT / "benchmarks" / "results" if repo_file
                                else args.out.parent)
     work = _prepare_work(args.work)
-    ctx = Context(work, QUICK if args.quick else Sizes(), sys.executable)
+    sizes = QUICK if args.quick else Sizes()
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        fields = {f.name: f for f in dataclasses.fields(Sizes)}
+        if not sep or name not in fields:
+            ap.error(f"--set {item}: give NAME=VALUE with NAME one of {', '.join(fields)}")
+        default = getattr(Sizes(), name)
+        kind = type(default) if default is not None else (float if "seconds" in name else int)
+        overrides[name] = value if kind is str else (None if value == "None" else kind(value))
+    if overrides and repo_file:
+        ap.error("--set changes what is measured: give it its own --out")
+    sizes = dataclasses.replace(sizes, **overrides)
+    ctx = Context(work, sizes, sys.executable)
+    if args.corpus is not None:
+        if not (args.corpus / "metadata.csv").is_file():
+            ap.error(f"--corpus {args.corpus}: no metadata.csv; render it with "
+                     "`genreshift data synth` first")
+        if ctx.corpus.is_symlink() or ctx.corpus.exists():
+            ctx.corpus.unlink() if ctx.corpus.is_symlink() else shutil.rmtree(ctx.corpus)
+        ctx.corpus.symlink_to(args.corpus.resolve())
+        wanted = [n for n in wanted if n != "corpus"]
     if "corpus" not in wanted and not (ctx.corpus / "metadata.csv").is_file():
         wanted = ["corpus", *wanted]
 
@@ -720,6 +752,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- Commit `{commit}`{' (with uncommitted changes)' if dirty else ''}, run started "
         f"{started:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min in all"
         f"{' — QUICK run: tiny sizes, not measurements' if args.quick else ''}",
+        *([f"- Partial run: sections {', '.join(wanted)} only"
+           + (f"; sizes changed with --set: {', '.join(args.set)}" if args.set else "")
+           + (f"; corpus reused from {_rel(args.corpus)}" if args.corpus else "")]
+          if args.only is not None or args.set or args.corpus else []),
         f"- Machine: {_machine()}",
         f"- `$WORK` below: the run's scratch folder ({'kept' if args.keep else 'deleted at the end'})",
         "- Load average (1 min) before and after each section is given with it: on a shared "
