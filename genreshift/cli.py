@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import traceback
+from collections.abc import Callable
 
 from genreshift import __version__
 from genreshift.errors import GenreshiftError
@@ -164,11 +165,7 @@ def _build_mel(args: argparse.Namespace, source) -> int:
     summary = build_tensors(source, args.out, mel_config=cfg, workers=args.workers,
                             split=getattr(args, "split", "auto"), seed=args.seed,
                             progress=not args.quiet)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet:
-        print(format_summary(summary))
-    return EXIT_OK
+    return _report(args, summary, format_summary)
 
 
 def cmd_data_gtzan(args: argparse.Namespace) -> int:
@@ -204,6 +201,15 @@ def _add_mel_data_parsers(data_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_tensors)
 
 
+def _report(args: argparse.Namespace, summary: dict, text: Callable[[dict], str]) -> int:
+    """A data command's summary: JSON with --json, ``text(summary)`` unless --quiet."""
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(text(summary))
+    return EXIT_OK
+
+
 # --- data synth: the paired synthetic genre corpus ---------------------------------------
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -215,11 +221,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
                                  force=args.force, exclude=args.exclude_soundfont,
                                  production=not args.dry, variety=not args.dry,
                                  only_split=args.only_split)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet:
-        print(format_synth_summary(summary))
-    return EXIT_OK
+    return _report(args, summary, format_synth_summary)
 
 
 def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
@@ -273,11 +275,7 @@ def cmd_data_real(args: argparse.Namespace) -> int:
                           per_track=args.per_track, seed=args.seed, loudness=args.loudness,
                           force=args.force, jobs=args.jobs,
                           log=(lambda *a: None) if args.quiet else print)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif not args.quiet:
-        print(format_real_summary(summary))
-    return EXIT_OK
+    return _report(args, summary, format_real_summary)
 
 
 def _add_real_parser(data_sub: argparse._SubParsersAction) -> None:

@@ -3,7 +3,7 @@
 Two differentiable features of a log-mel batch [B, n_mels, T] in [-1, 1] (the normalised
 log power of ``MelConfig``):
 
-- **chroma** [B, 12, T]: the mel magnitudes mapped to the 12 pitch classes by one fixed matrix
+- **chroma** [B, 12, T]: the mel powers mapped to the 12 pitch classes by one fixed matrix
   (``chroma_matrix``), each frame scaled to unit L2 norm. The matrix is librosa's chroma
   filterbank (which already down-weights the extreme octaves) composed with the mel
   filterbank's triangles, so a mel band contributes to the pitch classes of the FFT bins it
@@ -28,7 +28,7 @@ from genreshift.spectral import MelConfig, _mel_basis
 
 __all__ = ["chroma", "chroma_matrix", "content_loss", "onset_envelope"]
 
-CHROMA_EPS = 1e-4  # frames quieter than this (linear magnitude norm) count as silent
+CHROMA_EPS = 1e-4  # frames quieter than this (norm of the chroma power) count as silent
 
 
 @lru_cache(maxsize=8)
@@ -48,21 +48,21 @@ def _chroma_matrix_np(cfg: MelConfig) -> np.ndarray:
 
 
 def chroma_matrix(cfg: MelConfig) -> torch.Tensor:
-    """float32 [12, n_mels]: mel magnitudes -> pitch-class energy, for ``cfg``'s mel bands."""
+    """float32 [12, n_mels]: mel powers -> pitch-class energy, for ``cfg``'s mel bands."""
     return torch.from_numpy(_chroma_matrix_np(cfg))
 
 
-def _magnitude(mel: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
-    """Normalised log power [-1, 1] -> linear magnitude (same shape); chroma squares it."""
+def _power(mel: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """Normalised log power [-1, 1] -> linear power (same shape)."""
     db = (mel.float() + 1.0) * 0.5 * (cfg.db_max - cfg.db_min) + cfg.db_min
-    return torch.pow(10.0, db / 20.0)
+    return torch.pow(10.0, db / 10.0)
 
 
 def chroma(mel: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     """[B, n_mels, T] normalised log-mel -> [B, 12, T] chroma, unit L2 norm per frame (silent
     frames stay near 0)."""
     w = chroma_matrix(cfg).to(mel.device)
-    c = torch.einsum("cm,bmt->bct", w, _magnitude(mel, cfg) ** 2)
+    c = torch.einsum("cm,bmt->bct", w, _power(mel, cfg))
     return c / c.norm(dim=1, keepdim=True).clamp_min(CHROMA_EPS)
 
 

@@ -10,6 +10,7 @@ gradients, and rank 0 alone writes logs and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import random
@@ -342,8 +343,6 @@ class PairedSampler:
         self.db_range = (cfg.db_min, cfg.db_max)
 
     def batch(self, size: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        import copy
-
         self.a.set_epoch(step)
         self.b.set_epoch(step)
         gen = self.generator
@@ -360,7 +359,7 @@ class PairedSampler:
                 bclip = matches[int(torch.randint(len(matches), (), generator=gen))]
                 b = match_level(self.b.read(bclip, start), a, *self.db_range)
                 if self.a.augment:
-                    twin = copy.deepcopy(rng)
+                    twin = copy.deepcopy(rng)  # the same draws for both windows
                     a = self.a.augment_window(a, rng)
                     b = self.a.augment_window(b, twin)
                 paired.append(True)
