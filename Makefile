@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages: SoundFonts for the synthetic corpus, ffmpeg for M4A/AAC,
 # portaudio19-dev so that tinysoundfont's PyAudio dependency builds, chromium for the web app's
-# browser test (Playwright drives it; no browser is ever downloaded).
-APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont avldrums.lv2-soundfont ffmpeg portaudio19-dev chromium
+# browser test (Playwright drives it; no browser is ever downloaded), redis-server for the web
+# app's Redis queue (its tests start their own instance on a loopback port).
+APT_PACKAGES := fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont avldrums.lv2-soundfont ffmpeg portaudio19-dev chromium redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install sysdeps demo test benchmarks default-models clean real-data ablation
@@ -26,7 +27,7 @@ sysdeps:
 $(STAMP): pyproject.toml | sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[web,dev]'
+	$(BIN)/pip install --quiet -e '.[web,dev,gtzan]'
 	touch $(STAMP)
 
 EXAMPLE := examples/example.flac
@@ -62,6 +63,9 @@ CONVERTER_STEPS ?= 350
 # core-seconds here; the TrainConfig defaults (4 + 2) double that.
 CONVERTER_OPTS ?= --batch-size 2 --real-windows 1
 JOBS ?= 7
+# A directory of earlier converter runs (rest-GENRE/resume.pt) that new runs warm-start from:
+# fresh optimisers and schedule, the earlier weights (`train cyclegan --init-from`).
+CONVERTER_INIT ?=
 DATA ?= data
 RUNS ?= runs
 MODELS ?= checkpoints
@@ -82,6 +86,7 @@ default-models: install real-data
 	   else \
 	     $(GS) train cyclegan --data $(DATA)/synth_mel --real $(DATA)/real_mel --a rest --b {} \
 	       --out $(RUNS)/rest-{} --steps $(CONVERTER_STEPS) $(CONVERTER_OPTS) --checkpoint-every 50 \
+	       $(if $(CONVERTER_INIT),--init-from $(CONVERTER_INIT)/rest-{}/resume.pt) \
 	       --val-every 250 --sample-every 500 --threads 1 --resume -q > $(RUNS)/rest-{}.log 2>&1; \
 	   fi || { echo "training {} failed: see $(RUNS)/{}.log or $(RUNS)/rest-{}.log"; exit 1; }'; \
 	mkdir -p $(MODELS); \

@@ -497,7 +497,8 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
                         "model folder's")
     g.add_argument("--models", metavar="DIR",
                    help="folder of converter checkpoints and classifier.pt (default: "
-                        "$GENRESHIFT_MODELS or the shipped checkpoints/)")
+                        "$GENRESHIFT_MODELS, else the models shipped in the package, "
+                        "genreshift/checkpoints/)")
     g.add_argument("--window", type=_positive_int, default=256, metavar="FRAMES",
                    help="generator window in mel frames (default 256, ~6 s)")
     g = p.add_argument_group("reference mode")
@@ -521,15 +522,15 @@ def cmd_genres(args: argparse.Namespace) -> int:
     models = tconv.scan_models(args.models)
     rows = tconv.describe_models(models)
     if args.json:
-        print(json.dumps({"targets": rows,
+        print(json.dumps({"folder": str(models.folder),
+                          "targets": rows,
                           "classifier": str(models.classifier) if models.classifier else None,
                           "classifier_genres": list(models.classifier_genres),
                           "skipped": models.skipped}, indent=2))
+    if not rows:  # nothing to convert with: a broken install or a wrong folder, not a listing
+        raise GenreshiftError(tconv.no_converters_message(models))
+    if args.json:
         return EXIT_OK
-    where = args.models or tconv.default_models_dir()
-    if not rows:
-        print(f"no converters in {where}; train one with `genreshift train cyclegan` or "
-              "`make default-models`")
     for r in rows:
         steps = f", {r['steps']} steps" if r["steps"] is not None else ""
         print(f"{r['genre']:<12} from {r['from']:<10} {r['model']}{steps}")
@@ -606,7 +607,8 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", metavar="SRC:DST,...",
                    help="genre pairs, e.g. rock:jazz,classical:jazz (default: every pair)")
     p.add_argument("--models", metavar="DIR",
-                   help="model folder (default: $GENRESHIFT_MODELS or the shipped checkpoints/)")
+                   help="model folder (default: $GENRESHIFT_MODELS, else the models "
+                        "shipped in the package, genreshift/checkpoints/)")
     p.add_argument("--tunes", type=_positive_int, metavar="N", help="at most N tunes")
     p.add_argument("--seconds", type=float, metavar="S",
                    help="evaluate the first S seconds of each clip (default: all)")
@@ -654,14 +656,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("genres", help="list the target genres of the available converters")
     p.add_argument("--models", metavar="DIR",
-                   help="model folder (default: $GENRESHIFT_MODELS or the shipped checkpoints/)")
+                   help="model folder (default: $GENRESHIFT_MODELS, else the models "
+                        "shipped in the package, genreshift/checkpoints/)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_genres)
 
-    # `genreshift serve`: the web app (it imports FastAPI only when it runs).
-    from genreshift.web.cli import add_serve_parser
+    # `genreshift serve`: the web app, and `genreshift worker`: its Redis queue's workers
+    # (they import FastAPI, RQ and redis only when they run).
+    from genreshift.web.cli import add_serve_parser, add_worker_parser
 
     add_serve_parser(sub)
+    add_worker_parser(sub)
 
     # `genreshift data ...`: dataset preparation subcommands.
     data = sub.add_parser("data", help="prepare datasets (GTZAN, synthetic corpus, mel tensors)")

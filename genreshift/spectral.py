@@ -5,8 +5,8 @@ n_freq = n_fft // 2 + 1 and frames = 1 + samples // hop_length (centred frames);
 [..., n_mels, frames], normalised to [-1, 1] over the fixed range [db_min, db_max] dB.
 
 STFT magnitudes are scaled by 2 / sum(window), so a full-scale sine has magnitude 1 (0 dB) in
-its bin whatever n_fft is. The mel filterbank is torchaudio's (Slaney scale, unit-peak
-triangles). Griffin-Lim is written here because torchaudio's GriffinLim cannot start from a
+its bin whatever n_fft is. The mel filterbank is librosa's (Slaney scale, unit-peak
+triangles: ``norm=None``). Griffin-Lim is written here because torchaudio's GriffinLim cannot start from a
 given phase, which is how genreshift keeps the input's timing and transients, and because
 genreshift's default variant projects onto the mel spectrogram itself (see
 :func:`mel_griffin_lim`), which torchaudio does not offer.
@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-import torchaudio
 
 from genreshift.errors import GenreshiftError
 
@@ -93,11 +92,12 @@ def _window(n_fft: int, device: torch.device, dtype: torch.dtype) -> torch.Tenso
 @functools.lru_cache(maxsize=16)
 def _mel_basis(cfg: MelConfig, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[n_mels, n_freq] filterbank."""
-    fb = torchaudio.functional.melscale_fbanks(
-        cfg.n_freq, cfg.f_min, cfg.f_max, cfg.n_mels, cfg.sample_rate,
-        norm=None, mel_scale="slaney",
-    )
-    return fb.T.contiguous().to(device=device, dtype=dtype)
+    import librosa  # imported here: it is slow to import and only analysis needs it
+
+    fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                             fmin=cfg.f_min, fmax=cfg.f_max, htk=False, norm=None,
+                             dtype=np.float64)
+    return torch.from_numpy(fb).to(device=device, dtype=dtype).contiguous()
 
 
 @functools.lru_cache(maxsize=16)

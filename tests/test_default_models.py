@@ -1,4 +1,5 @@
-"""The shipped default models in checkpoints/: present, loadable, and doing their job.
+"""The shipped default models in genreshift/checkpoints/ (the repository's checkpoints/ links
+there): present, loadable, and doing their job.
 
 These run on the committed files (they are part of the product), on the bundled example clip:
 a classical rendering of a public-domain tune (examples/README.md).
@@ -21,7 +22,7 @@ from genreshift.inference import convert as tconv
 from genreshift.inference.pipeline import ReconstructionConfig, analyse, load_song, synthesise
 from genreshift.models.classifier import classify_clip
 
-MODELS = ROOT / "checkpoints"
+MODELS = ROOT / "genreshift" / "checkpoints"  # package data; checkpoints/ links here
 EXAMPLE = ROOT / "examples" / "example.flac"
 SHIPPED = ("classical", "electronic", "hiphop", "jazz", "rock")
 

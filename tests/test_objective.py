@@ -4,6 +4,7 @@ the same tune in two genres, and real recordings joining domain a in training.""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,34 @@ def test_training_with_paired_and_real_windows(paired_meldir: Path, tmp_path: Pa
                        resume=True, progress=False,
                        generator=GeneratorConfig(channels=4, n_res=1, core_channels=16),
                        discriminator=DiscriminatorConfig(channels=4, n_layers=2))
+
+
+def test_warm_start_takes_the_weights_and_refuses_other_domains(paired_meldir: Path,
+                                                                tmp_path: Path) -> None:
+    """--init-from: a new run starts from another run's weights (not from its seed), records
+    where they came from, and refuses a file of other domains or a changed init on resume."""
+    from genreshift.errors import GenreshiftError
+    from genreshift.train.checkpoint import read_checkpoint
+
+    small = dict(generator=GeneratorConfig(channels=4, n_res=1, core_channels=16),
+                 discriminator=DiscriminatorConfig(channels=4, n_layers=2), progress=False)
+    config = TrainConfig(steps=2, batch_size=2, frames=32, checkpoint_every=2, val_every=2,
+                         log_every=1, sample_every=2, val_frames=32, val_windows=2,
+                         pool_size=2, threads=1, device="cpu", paired=0.0)
+    first = train_cyclegan(paired_meldir, tmp_path / "first", a="rock", b="jazz",
+                           config=config, **small)
+    # Another seed with no steps at all: the weights can only come from the first run.
+    fresh = replace(config, seed=7, steps=1, lr_g=0.0, lr_d=0.0)
+    warm = train_cyclegan(paired_meldir, tmp_path / "warm", a="rock", b="jazz", config=fresh,
+                          init_from=tmp_path / "first" / "resume.pt", **small)
+    for name in ("g_ab", "g_ba", "d_a", "d_b"):
+        ours, theirs = getattr(warm, name).state_dict(), getattr(first, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+    ck = read_checkpoint(tmp_path / "warm" / "converter.pt", kind="converter")
+    assert ck["provenance"]["init_from"]["step"] == 2
+    with pytest.raises(GenreshiftError, match="domain"):
+        train_cyclegan(paired_meldir, tmp_path / "other", a="jazz", b="rock", config=config,
+                       init_from=tmp_path / "first" / "resume.pt", **small)
+    with pytest.raises(GenreshiftError, match="init-from"):
+        train_cyclegan(paired_meldir, tmp_path / "warm", a="rock", b="jazz", config=fresh,
+                       resume=True, init_from=tmp_path / "first" / "converter.pt", **small)

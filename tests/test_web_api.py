@@ -413,7 +413,8 @@ def test_serve_command(tiny_models: Path, tmp_path: Path) -> None:
          str(tiny_models), "--workdir", str(workdir), "--ttl-minutes", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
+        # ~6 s of CPU to import torch and the app; far longer when the cores are shared
+        deadline = time.monotonic() + 180
         while True:
             assert proc.poll() is None, proc.stdout.read()
             try:
@@ -439,11 +440,19 @@ def test_serve_command(tiny_models: Path, tmp_path: Path) -> None:
         assert r.status_code == 400 and "host name" in r.json()["error"]
         r = httpx.get(f"http://localhost:{port}/api/info", timeout=2)
         assert r.status_code == 200
+        # a job id in a URL opens the job: the access log shows a digest instead
+        job_id = "Vq3" + "x" * 29
+        assert httpx.get(f"http://127.0.0.1:{port}/api/jobs/{job_id}/result/wav").status_code \
+            == 404
     finally:
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=30)[0]
     assert f"serving on http://127.0.0.1:{port}/" in out
     assert "Traceback" not in out, out
+    from genreshift.web.jobs import log_tag
+
+    assert f'"GET /api/jobs/{log_tag(job_id)}/result/wav HTTP/1.1" 404' in out, out
+    assert job_id not in out
     assert list(workdir.iterdir()) == []  # removed at shutdown
 
 

@@ -161,3 +161,32 @@ def test_convert_in_the_browser(server: str, browser, tmp_path: Path,
         assert problems == [], problems
     finally:
         page.close()
+
+
+def test_docs_work_offline(server: str, browser) -> None:
+    """/docs renders in a browser that can reach nothing but this server (every other request
+    is aborted and recorded), and its page links to no other host."""
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith(server):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(server + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        assert "genreshift API" in page.title()
+        assert "genreshift" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector(".opblock-summary-path[data-path='/api/jobs']", timeout=15_000)
+        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        assert all(link.startswith(server) for link in links if link.startswith("http")), links
+        assert outside == [] and problems == [], (outside, problems)
+    finally:
+        page.close()

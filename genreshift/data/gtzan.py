@@ -23,6 +23,7 @@ instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob as globlib
 import re
 import socket
@@ -32,8 +33,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-
-from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid, gtzan_genres
 
 from genreshift.data.clips import (
     ClipRef,
@@ -46,12 +45,27 @@ from genreshift.data.clips import (
 )
 from genreshift.errors import GenreshiftError
 
-GTZAN_GENRES: tuple[str, ...] = tuple(gtzan_genres)
-FILTERED_SPLIT: dict[str, str] = {
-    **{clip: "train" for clip in filtered_train},
-    **{clip: "valid" for clip in filtered_valid},
-    **{clip: "test" for clip in filtered_test},
-}
+# GTZAN's genres, in its label order (the dataset's ClassLabel and torchaudio's list).
+GTZAN_GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz",
+                                 "metal", "pop", "reggae", "rock")
+
+
+@functools.lru_cache(maxsize=1)
+def filtered_split() -> dict[str, str]:
+    """clip id -> split of the fault-filtered lists. They ship with torchaudio, which only
+    this split needs: the `gtzan` extra (pip install 'genreshift[gtzan]') installs it, so a
+    CPU-only install of genreshift itself does not depend on torchaudio's CUDA-linked wheel."""
+    try:
+        from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
+    except (ImportError, OSError) as e:
+        raise GenreshiftError(
+            "GTZAN's fault-filtered split lists come from torchaudio, which could not be "
+            f"imported ({str(e).splitlines()[0] if str(e) else type(e).__name__}); install "
+            "it with pip install 'genreshift[gtzan]', or pass --split random") from None
+    return {**{clip: "train" for clip in filtered_train},
+            **{clip: "valid" for clip in filtered_valid},
+            **{clip: "test" for clip in filtered_test}}
+
 SPLIT_METHODS = ("filtered", "random")
 # "blues.00000" or "blues.00000.wav": GTZAN's clip id is the name without its extension.
 _CLIP_ID = re.compile(r"^(?P<id>(?P<genre>[a-z]+)\.\d{5})(?:\.[A-Za-z0-9]+)?$")
@@ -140,7 +154,7 @@ def assign_filtered_split(clips: list[ClipRef]) -> tuple[list[ClipRef], list[str
     kept, excluded = [], []
     for c in clips:
         cid = clip_id(c.name)
-        split = FILTERED_SPLIT.get(cid) if cid else None
+        split = filtered_split().get(cid) if cid else None
         if split is None:
             excluded.append(c.name)
         else:

@@ -2,8 +2,9 @@
 
 A *model directory* holds inference checkpoints: converters (``rest-to-jazz.pt``, or any
 two-domain converter such as ``rock-jazz.pt``) and at most one genre classifier. The shipped
-defaults live in the repository's ``checkpoints/``; ``GENRESHIFT_MODELS`` or ``--models``
-points elsewhere, and ``--model PATH`` names one converter file directly.
+defaults are package data, ``genreshift/checkpoints/`` (the repository's ``checkpoints/`` links
+there), so a wheel install converts offline; ``GENRESHIFT_MODELS`` or ``--models`` points
+elsewhere, and ``--model PATH`` names one converter file directly.
 
 Converting a song:
 
@@ -70,12 +71,17 @@ MODELS_ENV = "GENRESHIFT_MODELS"
 REST = "rest"
 
 
+def packaged_models_dir() -> Path:
+    """The default models shipped inside the installed package: ``genreshift/checkpoints/``."""
+    return Path(__file__).resolve().parents[1] / "checkpoints"
+
+
 def default_models_dir() -> Path:
-    """``$GENRESHIFT_MODELS`` if set, else the repository's ``checkpoints/``."""
+    """``$GENRESHIFT_MODELS`` if set, else the package's own models (packaged_models_dir)."""
     env = os.environ.get(MODELS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "checkpoints"
+    return packaged_models_dir()
 
 
 # --------------------------------------------------------------------------- targets
@@ -158,6 +164,8 @@ class ModelSet:
     classifier: Path | None
     classifier_genres: tuple[str, ...]
     skipped: list[str]  # "path: reason" for files that are not usable checkpoints
+    folder: Path | None = None  # the folder scanned; None when only explicit files were given
+    origin: str = "default"  # how the folder was chosen: "option", "env" or "default"
 
     def targets(self) -> dict[str, list[ModelInfo]]:
         out: dict[str, list[ModelInfo]] = {}
@@ -197,8 +205,11 @@ def scan_models(models_dir: str | Path | None = None, *,
     for f in model_files:
         ck = read_checkpoint(f, kind="converter")
         converters.append(_model_info(Path(f), ck))
+    origin = "option" if models_dir is not None else \
+        "env" if os.environ.get(MODELS_ENV) else "default"
+    folder: Path | None = None
     if not model_files:
-        d = Path(models_dir) if models_dir is not None else default_models_dir()
+        d = folder = Path(models_dir) if models_dir is not None else default_models_dir()
         if models_dir is not None and not d.is_dir():
             raise GenreshiftError(f"--models {d}: no such folder; give the folder that holds "
                                   "the converter checkpoints (*.pt)")
@@ -223,7 +234,42 @@ def scan_models(models_dir: str | Path | None = None, *,
             except GenreshiftError as e:
                 skipped.append(str(e))
     return ModelSet(converters=converters, classifier=classifier,
-                    classifier_genres=classifier_genres, skipped=skipped)
+                    classifier_genres=classifier_genres, skipped=skipped, folder=folder,
+                    origin=origin)
+
+
+def no_converters_message(models: ModelSet) -> str:
+    """Why ``models`` has no converter and what to do, for the way the folder was chosen:
+    ``--models``, ``$GENRESHIFT_MODELS``, or the package's own folder (a source checkout, or
+    an installation without its package data)."""
+    d = models.folder if models.folder is not None else default_models_dir()
+    shipped = packaged_models_dir()
+    if models.origin == "option":
+        msg = (f"--models {d}: no converter checkpoints (*.pt) in this folder; give the folder "
+               f"that holds them, or leave --models out to use {default_models_dir()}")
+    elif models.origin == "env":
+        what = "no converter checkpoints (*.pt) in this folder" if d.is_dir() else \
+            "no such folder"
+        msg = (f"${MODELS_ENV}={d}: {what}; set it to the folder that holds the converter "
+               f"checkpoints, or unset it to use the models shipped with genreshift ({shipped})")
+    elif (shipped.parents[1] / "pyproject.toml").is_file():  # a source checkout
+        msg = (f"no converter checkpoints (*.pt) in {d}, the models folder of this source "
+               "checkout; restore the shipped ones with `git checkout -- genreshift/checkpoints` "
+               f"or train them with `make default-models`, or point --models or ${MODELS_ENV} "
+               "at a folder of converters")
+    else:
+        from genreshift import __version__
+
+        what = f"no converter checkpoints (*.pt) in {d}" if d.is_dir() else \
+            f"{d} does not exist"
+        msg = (f"{what}: this installation of genreshift lacks its default models (package "
+               "data); reinstall it from a wheel that carries them (`pip install "
+               f"--force-reinstall genreshift-{__version__}-py3-none-any.whl`), or point "
+               f"--models or ${MODELS_ENV} at a folder of converters")
+    if models.skipped:
+        msg += (f" ({len(models.skipped)} .pt file(s) there could not be used; the first: "
+                f"{models.skipped[0]})")
+    return msg
 
 
 def choose_converter(models: ModelSet, target: str, source: str | None
@@ -358,6 +404,8 @@ def plan_targets(models: ModelSet, settings: TrainedSettings, source: str | None
 
 def check_genres(models: ModelSet, settings: TrainedSettings) -> None:
     """Fail before any work on an unknown target or source genre."""
+    if not models.converters:
+        raise GenreshiftError(no_converters_message(models))
     available = models.targets()
     for t in settings.targets:
         if t.genre not in available:

@@ -73,7 +73,8 @@ def cmd_train_cyclegan(args: argparse.Namespace) -> int:
                                                    **_given(args, DiscriminatorConfig, "d_")})
     state = train_cyclegan(args.data, args.out, a=args.a, b=args.b, config=config,
                            generator=generator, discriminator=discriminator, resume=args.resume,
-                           classifier=args.classifier, real=args.real, stop_at=args.stop_at,
+                           classifier=args.classifier, real=args.real,
+                           init_from=args.init_from, stop_at=args.stop_at,
                            progress=not args.quiet)
     if _is_main_process():
         print(f"converter at step {state.step} of {config.steps}: "
@@ -132,6 +133,10 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
                    help="mel directory of unlabelled real recordings (`genreshift data real`, "
                         "then `data tensors`): --real-windows of them join domain a's batch "
                         "every step, so the a->b generator learns to keep real mixes' content")
+    p.add_argument("--init-from", metavar="CKPT", default=None,
+                   help="warm-start a new run from another run's resume.pt (generators and "
+                        "discriminators) or converter.pt (generators), with fresh optimisers "
+                        "and this run's schedule: same mel directory, architecture and domains")
     _add_fields(p.add_argument_group("training"), TrainConfig, "t_", "")
     _add_fields(p.add_argument_group("generator"), GeneratorConfig, "g_", "g-")
     _add_fields(p.add_argument_group("discriminator"), DiscriminatorConfig, "d_", "d-")

@@ -346,6 +346,7 @@ def train_cyclegan(
     resume: bool = False,
     classifier: str | Path | None = None,
     real: str | Path | None = None,
+    init_from: str | Path | None = None,
     stop_at: int | None = None,
     progress: bool = True,
 ) -> State:
@@ -358,14 +359,18 @@ def train_cyclegan(
     (see genreshift.train.config). ``classifier`` adds the target-genre probability to
     validation. ``real`` is a mel directory of unlabelled real recordings (genreshift data
     real, then data tensors): ``config.real_windows`` of its windows join domain a's batch
-    every step, with every loss but the paired one. ``stop_at`` ends this session after that
-    step, with a checkpoint. Returns the final State (on every rank).
+    every step, with every loss but the paired one. ``init_from`` warm-starts a new run from
+    another run's resume.pt (generators and discriminators) or a converter.pt (generators):
+    same data analysis, architecture and domains, fresh optimisers and schedule; a resumed run
+    must name the same file or none. ``stop_at`` ends this session after that step, with a
+    checkpoint. Returns the final State (on every rank).
     """
     rt = rtm.init_runtime(config.device)
     try:
         return _run(rt, Path(data), Path(out), a=a, b=b, config=config, generator=generator,
                     discriminator=discriminator, resume=resume, classifier=classifier,
-                    real=None if real is None else Path(real), stop_at=stop_at,
+                    real=None if real is None else Path(real),
+                    init_from=None if init_from is None else Path(init_from), stop_at=stop_at,
                     progress=progress)
     finally:
         rtm.shutdown_runtime(rt)
@@ -374,7 +379,7 @@ def train_cyclegan(
 def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None,
          config: TrainConfig, generator: GeneratorConfig, discriminator: DiscriminatorConfig,
          resume: bool, classifier: str | Path | None, real: Path | None,
-         stop_at: int | None, progress: bool) -> State:
+         init_from: Path | None, stop_at: int | None, progress: bool) -> State:
     from genreshift.data.windows import MelWindows, load_manifest
 
     device = rt.device
@@ -411,6 +416,14 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                 f"{resume_path}: the run was started "
                 + (f"with --real {stored_real}" if stored_real else "without --real")
                 + "; resume it the same way")
+        stored_init = stored.get("init_from")
+        if init_from is not None and (stored_init is None
+                                      or Path(stored_init["path"]) != init_from):
+            raise GenreshiftError(
+                f"{resume_path}: the run was started "
+                + (f"from --init-from {stored_init['path']}" if stored_init
+                   else "without --init-from")
+                + f", not from {init_from}; resume it without --init-from")
         a = ck["domains"]["a"]["name"] if a is None else a
         b = ck["domains"]["b"]["name"] if b is None else b
     if a is None or b is None:
@@ -423,6 +436,10 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                     f"{resume_path}: domain {key} was {', '.join(ck['domains'][key]['genres'])}"
                     f" in the run but is {', '.join(dom.genres)} now; resume with the same "
                     "--a/--b and data")
+    warm = None
+    if ck is None and init_from is not None:
+        warm = _read_warm_start(init_from, mel=mel, gcfg=gcfg, dcfg=dcfg, dom_a=dom_a,
+                                dom_b=dom_b)
 
     clf = None
     if classifier is not None:
@@ -482,6 +499,16 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                   sched_g=sched_g, sched_d=sched_d, pool_a=pool_a, pool_b=pool_b, config=config,
                   device=device, precision=precision, scaler=scaler, mel=mel)
     seconds_before = 0.0
+    init_record = ck["resume"].get("init_from") if ck is not None else None
+    if warm is not None:
+        g_ab.load_state_dict(warm["g_ab"])
+        g_ba.load_state_dict(warm["g_ba"])
+        if "d_a" in warm:
+            d_a.load_state_dict(warm["d_a"])
+            d_b.load_state_dict(warm["d_b"])
+        init_record = {"path": str(init_from), "step": warm["step"],
+                       "discriminators": "d_a" in warm}
+        rtm.log.info("warm start from %s (step %d)", init_from, warm["step"])
     if ck is not None:
         stored = ck["resume"]
         for module, weights in ((g_ab, ck["state_dict"]["g_ab"]), (g_ba, ck["state_dict"]["g_ba"]),
@@ -526,7 +553,7 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
     session = _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, mel=mel,
                        gcfg=gcfg, dcfg=dcfg, dom_a=dom_a, dom_b=dom_b, clf=clf,
                        samplers=(sampler_a, sampler_b), sampler_real=sampler_real, real=real,
-                       seconds_before=seconds_before)
+                       seconds_before=seconds_before, init_from=init_record)
     if rt.is_main:
         session.open_logs()
     end = config.steps if stop_at is None else min(config.steps, stop_at)
@@ -537,6 +564,32 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
     return state
 
 
+def _read_warm_start(path: Path, *, mel: MelConfig, gcfg: GeneratorConfig,
+                     dcfg: DiscriminatorConfig, dom_a: Domain, dom_b: Domain) -> dict:
+    """The weights a new run starts from (--init-from): a converter run's resume.pt gives the
+    generators and discriminators, a converter.pt the generators only. The file must match
+    the new run's analysis, architecture and domains; anything else would not be a warm start.
+    """
+    ck = read_checkpoint(path, kind="converter")
+    hint = "warm-start only from a run with the same data analysis, architecture and domains"
+    check_same_config(path, "mel config", ck["mel_config"], mel.to_dict(), hint)
+    check_same_config(path, "generator config",
+                      GeneratorConfig.stored(ck["model_config"]).to_dict(), gcfg.to_dict(), hint)
+    for key, dom in (("a", dom_a), ("b", dom_b)):
+        if list(ck["domains"][key]["genres"]) != list(dom.genres):
+            raise GenreshiftError(
+                f"{path}: domain {key} is {', '.join(ck['domains'][key]['genres'])} there but "
+                f"{', '.join(dom.genres)} in this run; {hint}")
+    weights = {"g_ab": ck["state_dict"]["g_ab"], "g_ba": ck["state_dict"]["g_ba"],
+               "step": int(ck.get("provenance", {}).get("steps", 0))}
+    if ck.get("role") == "resume":
+        check_same_config(path, "discriminator config", ck["resume"]["discriminator_config"],
+                          dcfg.to_dict(), hint)
+        weights.update(d_a=ck["resume"]["d_a"], d_b=ck["resume"]["d_b"],
+                       step=int(ck["resume"]["step"]))
+    return weights
+
+
 class _Session:
     """One process's share of a run: the loop, logs, validation and checkpoints."""
 
@@ -545,8 +598,9 @@ class _Session:
                  dom_b: Domain, clf: Classifier | None,
                  samplers: tuple[Any, rtm.WindowSampler],
                  sampler_real: rtm.WindowSampler | None = None, real: Path | None = None,
-                 seconds_before: float) -> None:
+                 seconds_before: float, init_from: dict | None = None) -> None:
         self.rt, self.state, self.out, self.data = rt, state, out, data
+        self.init_from = init_from
         self.manifest, self.mel, self.gcfg, self.dcfg = manifest, mel, gcfg, dcfg
         self.dom_a, self.dom_b, self.clf, self.samplers = dom_a, dom_b, clf, samplers
         self.sampler_real, self.real = sampler_real, real
@@ -724,7 +778,8 @@ class _Session:
             train_seconds=self.seconds_before + time.perf_counter() - self.started,
             data_kind=dataset.get("kind"), data_source=dataset.get("source"),
             data_created=self.manifest.get("created"), processes=rt.world_size,
-            device=state.device.type, precision=state.precision.name)
+            device=state.device.type, precision=state.precision.name,
+            **({"init_from": self.init_from} if self.init_from else {}))
         payload = converter_payload(g_ab=state.g_ab, g_ba=state.g_ba, config=self.gcfg,
                                     mel_config=self.mel, a=self.dom_a, b=self.dom_b,
                                     provenance=prov)
@@ -741,6 +796,7 @@ class _Session:
             "sched_d": state.sched_d.state_dict(),
             "scaler": state.scaler.state_dict() if state.scaler is not None else None,
             "real_data": None if self.real is None else str(self.real),
+            "init_from": self.init_from,
             "ranks": ranks,
         }
         write_checkpoint(self.out / RESUME_FILE, {**payload, "role": "resume", "resume": resume})

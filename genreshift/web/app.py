@@ -15,26 +15,33 @@ Endpoints (the OpenAPI schema at /openapi.json describes them in full; docs/WEB.
 
 Uploads are checked by decoding them (the extension is ignored) before a job is queued, and
 saved under names the server makes. Every error is ``{"error": "..."}`` with a 4xx status
-(5xx only for the server's own faults): 400 unusable audio, 404 unknown job, 409 not
-finished, 410 expired or deleted, 413 too large or too long, 415 not audio, 422 bad
-parameters, 503 queue full.
+(5xx only for the server's own faults): 400 unusable audio, 403 a state-changing request from
+another site's page, 404 unknown job, 408 an upload that stalled, 409 not finished, 410
+expired or deleted, 413 too large or too long, 415 not audio, 422 bad parameters, 503 queue
+full (or, with the Redis queue, Redis unreachable). /docs and /redoc serve their assets from
+here: they work offline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import shutil
 import subprocess
+import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 import soundfile as sf
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,7 +53,14 @@ from genreshift.errors import AudioError, GenreshiftError
 from genreshift.inference import convert as tconv
 from genreshift.inference.pipeline import load_song
 from genreshift.web import jobs as wjobs
-from genreshift.web.jobs import Job, JobGone, JobManager, QueueFull, UnknownJob
+from genreshift.web.jobs import (
+    Job,
+    JobGone,
+    JobManager,
+    QueueFull,
+    QueueUnavailable,
+    UnknownJob,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MB = 1_000_000
@@ -73,6 +87,11 @@ REFERENCE_HELP = "a recording to sound like, instead of a genre"
 STRENGTH_HELP = "0 (the input, reconstructed) to 1 (the full conversion); default 1"
 SOURCE_HELP = "the song's genre (default: detected by the classifier)"
 
+DOCS_ASSETS = "/docs-assets"
+# Swagger UI and ReDoc start from an inline script and style their elements inline.
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; connect-src 'self'; worker-src 'self' blob:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
             "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -107,8 +126,12 @@ class Limits(BaseModel):
     max_upload_mb: float
     max_seconds: float
     ttl_seconds: float
-    workers: int
+    workers: int = Field(description="conversions at once: this process's worker threads, "
+                                     "or the Redis queue's workers alive now")
     max_queue: int
+    queue: Literal["local", "redis"] = Field(
+        description="local: conversions run in the web process; redis: in `genreshift worker` "
+                    "processes")
 
 
 class ServerInfo(BaseModel):
@@ -182,8 +205,9 @@ class JobStatus(BaseModel):
     created_at: float = Field(description="Unix time")
     elapsed_s: float | None = Field(description="seconds since a worker took the job")
     estimate_s: float | None = Field(
-        description="expected run time, from the speed of earlier jobs on this server "
-                    "(null until one has finished)")
+        description="expected run time (while queued or running): the song's length times "
+                    "a running average of seconds of work per second of audio over the jobs "
+                    "this server finished, starting from a rate measured in development")
     expires_in_s: float | None = Field(description="seconds until the files are deleted")
     input: InputInfo
     settings: JobSettings
@@ -204,19 +228,50 @@ def _errors(*codes: int) -> dict:
 # --------------------------------------------------------------------------- middleware
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_key(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an Origin or Referer; None where it names no origin."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How long a request body may take to arrive (docs/WEB.md, "Slow clients"): each wait
+    for more of it ends after ``idle_timeout`` s, and past that first allowance the body must
+    average ``min_rate`` bytes/s. The app's own reading is not counted, only the waits."""
+
+    idle_timeout: float = 30.0
+    min_rate: float = 16_000.0
+
+
 class _Guard:
     """Pure ASGI middleware: caps the upload's size while it streams in (Content-Length is
-    checked first; a body without one is counted), refuses Host names the server is not
-    meant to answer to (a web page that rebinds its DNS name to 127.0.0.1 must not reach a
-    server bound there), and adds the headers every response carries. A job id in a URL is
-    a capability: no Referer may leak it."""
+    checked first; a body without one is counted) and times its arrival; refuses Host names
+    the server is not meant to answer to (a web page that rebinds its DNS name to 127.0.0.1
+    must not reach a server bound there) and state-changing requests from other sites' pages
+    (a browser sends their Origin or Referer; API clients send neither); and adds the headers
+    every response carries. A job id in a URL is a capability: no Referer may leak it."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, limit_message: str,
-                 allowed_hosts: tuple[str, ...] | None) -> None:
+                 allowed_hosts: tuple[str, ...] | None,
+                 trusted_origins: tuple[str, ...] = (),
+                 body_limits: BodyLimits = BodyLimits()) -> None:
         self.app = app
         self.max_body = max_body
         self.limit_message = limit_message
         self.allowed_hosts = allowed_hosts
+        self.trusted = {k for k in map(_origin_key, trusted_origins) if k is not None}
+        self.body_limits = body_limits
 
     def _host_ok(self, scope: Scope) -> bool:
         if self.allowed_hosts is None:
@@ -224,6 +279,26 @@ class _Guard:
         host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return name.strip("[]") in self.allowed_hosts
+
+    def _foreign_origin(self, scope: Scope) -> str | None:
+        """The other site a state-changing request comes from; None if it is our own page
+        or a client that names no page (curl, scripts)."""
+        if scope["method"] in SAFE_METHODS:
+            return None
+        headers = dict(scope.get("headers", []))
+        claimed = headers.get(b"origin") or headers.get(b"referer")
+        if claimed is None:
+            return None
+        claimed = claimed.decode("latin-1")
+        key = _origin_key(claimed)
+        if key is None:
+            return claimed or "(empty)"  # "null": a sandboxed frame, a file:// page
+        host = headers.get(b"host", b"").decode("latin-1")
+        own = _origin_key(f"{scope.get('scheme', 'http')}://{host}") if host else None
+        if key == own or key in self.trusted:
+            return None
+        return f"{key[0]}://{key[1]}" + ("" if DEFAULT_PORTS.get(key[0]) == key[2]
+                                          else f":{key[2]}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -247,28 +322,56 @@ class _Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
-        if scope["method"] != "POST" or not scope["path"].endswith("/api/jobs"):
-            await self.app(scope, receive, send_with_headers)
+        foreign = self._foreign_origin(scope)
+        if foreign is not None:
+            response = JSONResponse(
+                {"error": f"{scope['method']} refused: the request comes from a page of "
+                          f"another site ({foreign[:100]}); this server takes uploads and "
+                          "deletions only from its own page, or from API clients that send "
+                          "no Origin header"}, status_code=403)
+            await response(scope, receive, send_with_headers)
             return
+
+        limited = scope["method"] == "POST" and scope["path"].endswith("/api/jobs")
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        if (limited and length is not None and length.isdigit()
+                and int(length) > self.max_body):
             response = JSONResponse({"error": self.limit_message}, status_code=413,
                                     headers={"connection": "close"})
             await response(scope, receive, send_with_headers)
             return
         received = 0
+        waited = 0.0  # seconds spent waiting for the client's data
+        body_done = False
+        idle, rate = self.body_limits.idle_timeout, self.body_limits.min_rate
 
-        async def receive_counted() -> Message:
-            nonlocal received
-            message = await receive()
+        async def receive_checked() -> Message:
+            nonlocal received, waited, body_done
+            if body_done:  # waiting for a disconnect, not for the client's data
+                return await receive()
+            allowance = min(idle, idle + received / rate - waited)
+            t = time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, allowance))
+            except asyncio.TimeoutError:
+                waited += time.monotonic() - t
+                slow = "stopped sending" if allowance >= idle else "is too slow"
+                raise StarletteHTTPException(
+                    408, f"the request body {slow} ({received} bytes in {waited:.0f} s; at "
+                         f"least {rate / 1000:g} kB/s is needed); send it again",
+                    headers={"connection": "close"}) from None
+            waited += time.monotonic() - t
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                body_done = not message.get("more_body", False)
+                if limited and received > self.max_body:
                     # An HTTPException passes through FastAPI's body parsing to the handlers.
                     raise StarletteHTTPException(413, self.limit_message)
+            else:
+                body_done = True
             return message
 
-        await self.app(scope, receive_counted, send_with_headers)
+        await self.app(scope, receive_checked, send_with_headers)
 
 
 # --------------------------------------------------------------------------- uploads
@@ -437,27 +540,50 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
                max_upload_mb: float = 50.0, max_seconds: float = 600.0,
                ttl_seconds: float = 3600.0, workdir: str | Path | None = None,
                device: str = "auto", max_queue: int = 16,
-               allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
+               allowed_hosts: tuple[str, ...] | None = None,
+               queue: str | None = None, storage: str | Path | None = None,
+               trusted_origins: tuple[str, ...] = (),
+               body_limits: BodyLimits = BodyLimits()) -> FastAPI:
     """The web app. ``models_dir``: converters and classifier (default: $GENRESHIFT_MODELS or
     the shipped checkpoints/); ``workers``: conversions at once; ``max_queue``: jobs waiting
     before new ones get 503; ``max_upload_mb``, ``max_seconds``: per uploaded file;
     ``ttl_seconds``: how long results are kept after their job ends; ``workdir``: where job
     folders go (default: a private temporary folder; removed when the app shuts down);
     ``allowed_hosts``: the Host names answered (default: any; `genreshift serve` on a
-    loopback address allows only localhost names)."""
+    loopback address allows only localhost names); ``trusted_origins``: other origins whose
+    pages may upload and delete (a reverse proxy's public URL), besides the server's own;
+    ``body_limits``: how slowly a request body may arrive.
+
+    ``queue`` (redis://HOST:PORT/DB) sends the jobs to `genreshift worker` processes through
+    Redis instead of converting in this process (``workers``, ``workdir`` and ``device`` then
+    do not apply); uploads and results go to ``storage``, a folder every worker shares, and
+    stay there when the app stops (until they expire)."""
     for name, value in (("max_upload_mb", max_upload_mb), ("max_seconds", max_seconds),
                         ("ttl_seconds", ttl_seconds)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise GenreshiftError(f"{name} must be a positive number, got {value}")
-    converter = wjobs.Converter(models_dir, device)
-    manager = JobManager(converter.run, workers=workers, max_queue=max_queue,
-                         ttl_seconds=ttl_seconds, workdir=workdir,
-                         worker_state=converter.new_state)
+    for origin in trusted_origins:
+        if _origin_key(origin) is None:
+            raise GenreshiftError(f"--allow-origin '{origin}': not an origin; give "
+                                  "scheme://host[:port], such as https://music.example.org")
+    if queue is not None:
+        from genreshift.web.redisqueue import RedisJobManager
+
+        converter = wjobs.Converter(models_dir, "cpu")  # to list the genres; it converts nothing
+        manager = RedisJobManager(queue, storage, max_queue=max_queue, ttl_seconds=ttl_seconds)
+    else:
+        converter = wjobs.Converter(models_dir, device)
+        manager = JobManager(converter.run, workers=workers, max_queue=max_queue,
+                             ttl_seconds=ttl_seconds, workdir=workdir,
+                             worker_state=converter.new_state)
     max_bytes = int(max_upload_mb * MB)
     uploads = _Uploads(max_bytes, max_seconds)
-    limits = Limits(max_upload_bytes=max_bytes, max_upload_mb=max_upload_mb,
-                    max_seconds=max_seconds, ttl_seconds=ttl_seconds, workers=workers,
-                    max_queue=max_queue)
+
+    def limits() -> Limits:
+        count = workers if queue is None else manager.worker_count()
+        return Limits(max_upload_bytes=max_bytes, max_upload_mb=max_upload_mb,
+                      max_seconds=max_seconds, ttl_seconds=ttl_seconds, workers=count or 0,
+                      max_queue=max_queue, queue="redis" if queue else "local")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -469,6 +595,7 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
 
     app = FastAPI(
         title="genreshift", version=genreshift.__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
         description="Convert a song to another genre (a trained converter) or to sound like a "
                     "reference recording. Upload with POST /api/jobs, poll GET /api/jobs/{id}, "
                     "then fetch the results. Errors are JSON objects with one field, `error`.")
@@ -480,13 +607,18 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
                                      f"{max_upload_mb:g} MB limit per file; upload a shorter "
                                      "or compressed file (FLAC, MP3)",
                        allowed_hosts=tuple(h.lower() for h in allowed_hosts)
-                       if allowed_hosts is not None else None)
+                       if allowed_hosts is not None else None,
+                       trusted_origins=tuple(trusted_origins), body_limits=body_limits)
 
     # ------------------------------------------------------------------- errors
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(QueueUnavailable)
+    async def _queue_down(request: Request, exc: QueueUnavailable) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"retry-after": "30"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -544,6 +676,27 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
 
     # ------------------------------------------------------------------- routes
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json", title="genreshift API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            # No badge linking to the online validator: the page names no other host.
+            swagger_ui_parameters={"validatorUrl": None})
+        page.headers["content-security-policy"] = DOCS_CSP
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url="/openapi.json", title="genreshift API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
+        page.headers["content-security-policy"] = DOCS_CSP
+        return page
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html",
@@ -559,7 +712,7 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         return {"version": genreshift.__version__, "genres": list(models.targets()),
                 "models": rows, "source_detection": list(models.classifier_genres),
                 "reference_mode": True, "accepted": accepted,
-                "download_formats": list(wjobs.DOWNLOAD_FORMATS), "limits": limits}
+                "download_formats": list(wjobs.DOWNLOAD_FORMATS), "limits": limits()}
 
     @app.post("/api/jobs", status_code=202, response_model=JobStatus,
               summary="Upload a song and queue its conversion",
@@ -651,7 +804,21 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         return FileResponse(path, media_type=media_type, filename=filename)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_docs_assets()), name="docs-assets")
     return app
+
+
+def _docs_assets() -> Path:
+    """Swagger UI and ReDoc as the fastapi-offline package ships them (the ``[web]`` extra):
+    /docs works without the network (FastAPI's default loads them from a CDN)."""
+    import fastapi_offline
+
+    folder = Path(fastapi_offline.__file__).resolve().parent / "static"
+    if not (folder / "swagger-ui-bundle.js").is_file():
+        raise GenreshiftError(f"{folder}: Swagger UI is missing from the fastapi-offline "
+                              "package; reinstall it (pip install --force-reinstall "
+                              "fastapi-offline)")
+    return folder
 
 
 def _busy(manager: JobManager) -> ApiError:

@@ -5,23 +5,24 @@ access) holding the upload, the result and the spectrogram image. ``JobManager``
 a fixed number of worker threads fed by a bounded queue (a conversion is CPU-heavy: more
 workers than cores only makes every job slower), and deletes a job's folder ``ttl_seconds``
 after it ends. ``Converter`` is what a job runs: the library's conversion functions, the same
-ones `genreshift convert` calls, with one model cache per worker.
+ones `genreshift convert` calls, with one model cache per worker. genreshift.web.redisqueue
+has the same interface over Redis and RQ, for workers in other processes and machines.
 
 Nothing here knows HTTP; genreshift.web.app turns these exceptions into JSON responses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import re
 import secrets
 import shutil
-import statistics
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,15 @@ JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{32}")
 # Expired and deleted ids are remembered (a bounded number) so that a late request hears
 # "expired" rather than "unknown".
 TOMBSTONES = 10_000
-RATE_HISTORY = 20  # finished jobs per mode that the time estimate is drawn from
+# The time estimate: seconds of work per second of audio. Until a server has finished a job of
+# a mode, it uses these starting rates, measured on the project's 2-core machine when quiet
+# (docs/DECISIONS.md: a 30 s song converts in 2.10 s with two threads, reference mode takes
+# 4.6 s) plus the spectrogram drawing (10-18% of a web job: convert_trained_file alone against
+# Converter.run on the same song). The first finished job replaces the starting rate (it was
+# measured elsewhere); each later one moves a running average by RATE_WEIGHT. Under heavy load
+# the rates were 8x higher (docs/WEB.md, "Time estimate"): the first job there corrects it.
+START_RATES = {"trained": 0.08, "reference": 0.18}
+RATE_WEIGHT = 0.3
 DOWNLOAD_FORMATS = ("wav", "flac", "mp3")
 
 # pyplot keeps global state; two workers drawing at once could mix their figures.
@@ -47,6 +56,10 @@ _PLOT_LOCK = threading.Lock()
 
 class QueueFull(Exception):
     """Every worker is busy and the queue is full."""
+
+
+class QueueUnavailable(Exception):
+    """The job queue's store (Redis) cannot be reached; the message says so for the client."""
 
 
 class UnknownJob(Exception):
@@ -117,6 +130,46 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(JOB_ID_BYTES)
 
 
+def log_tag(job_id: str) -> str:
+    """What logs call a job: a short digest of its id, enough to follow one job through the
+    log, useless for opening it (the id itself is the key to the job's files)."""
+    return "job~" + hashlib.blake2s(job_id.encode(), digest_size=4).hexdigest()
+
+
+def next_rate(old: float | None, sample: float) -> float:
+    """The running average of seconds of work per second of audio after one more job."""
+    return sample if old is None else (1 - RATE_WEIGHT) * old + RATE_WEIGHT * sample
+
+
+def status_of(job: Job, *, position: int | None, rate: float | None, ttl_seconds: float,
+              now: float) -> dict:
+    """A job's status as the API shows it (both queues build it here)."""
+    estimate = None
+    if rate is not None and job.state in ("queued", "running"):
+        estimate = round(rate * job.input_info["duration_s"], 1)
+    elapsed = None
+    if job.started is not None:
+        elapsed = round((job.finished or now) - job.started, 2)
+    expires = None
+    if job.finished is not None:
+        expires = round(max(0.0, job.finished + ttl_seconds - now), 1)
+    return {
+        "id": job.id,
+        "state": job.state,
+        "stage": job.stage,
+        "queue_position": position if job.state == "queued" else None,
+        "created_at": job.created,
+        "elapsed_s": elapsed,
+        "estimate_s": estimate,
+        "expires_in_s": expires,
+        "input": {"name": job.input_name, **job.input_info},
+        "settings": {"mode": job.mode, "genre": job.genre, "source": job.source,
+                     "strength": job.strength, "reference": job.reference_name},
+        "result": public_summary(job.summary) if job.summary else None,
+        "error": job.error,
+    }
+
+
 # --------------------------------------------------------------------------- the queue
 
 
@@ -149,7 +202,7 @@ class JobManager:
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._jobs: dict[str, Job] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()
-        self._rates: dict[str, deque[float]] = {}
+        self._rates: dict[str, float] = {}  # measured here; START_RATES until then
         self._lock = threading.Lock()
         self._seq = 0
         self._stop = threading.Event()
@@ -258,31 +311,14 @@ class JobManager:
             if job.state == "queued":
                 position = sum(1 for j in self._jobs.values()
                                if j.state == "queued" and j.seq < job.seq)
-            rates = self._rates.get(job.mode)
-            estimate = None
-            if rates:
-                estimate = round(statistics.median(rates) * job.input_info["duration_s"], 1)
-            elapsed = None
-            if job.started is not None:
-                elapsed = round((job.finished or now) - job.started, 2)
-            expires = None
-            if job.finished is not None:
-                expires = round(max(0.0, job.finished + self.ttl_seconds - now), 1)
-            return {
-                "id": job.id,
-                "state": job.state,
-                "stage": job.stage,
-                "queue_position": position,
-                "created_at": job.created,
-                "elapsed_s": elapsed,
-                "estimate_s": estimate if job.state in ("queued", "running") else None,
-                "expires_in_s": expires,
-                "input": {"name": job.input_name, **job.input_info},
-                "settings": {"mode": job.mode, "genre": job.genre, "source": job.source,
-                             "strength": job.strength, "reference": job.reference_name},
-                "result": public_summary(job.summary) if job.summary else None,
-                "error": job.error,
-            }
+            return status_of(job, position=position,
+                             rate=self._rates.get(job.mode, START_RATES.get(job.mode)),
+                             ttl_seconds=self.ttl_seconds, now=now)
+
+    def rate(self, mode: str) -> float | None:
+        """Seconds of work per second of audio that the estimate uses now."""
+        with self._lock:
+            return self._rates.get(mode, START_RATES.get(mode))
 
     # ----------------------------------------------------------------- threads
 
@@ -307,7 +343,7 @@ class JobManager:
             except GenreshiftError as e:
                 error = job.public_message(str(e))
             except Exception as e:  # a bug: the user gets one line, the log the traceback
-                log.exception("job %s failed", job.id)
+                log.exception("%s failed", log_tag(job.id))
                 error = (f"internal error ({type(e).__name__}); the conversion failed, the "
                          "server's log has the details")
             with self._lock:
@@ -316,8 +352,8 @@ class JobManager:
                     job.state, job.stage, job.summary = "done", "done", summary
                     seconds = job.input_info["duration_s"]
                     if seconds > 0:
-                        rates = self._rates.setdefault(job.mode, deque(maxlen=RATE_HISTORY))
-                        rates.append((job.finished - job.started) / seconds)
+                        self._rates[job.mode] = next_rate(
+                            self._rates.get(job.mode), (job.finished - job.started) / seconds)
                 else:
                     job.state, job.stage, job.error = "failed", "failed", error
                 cancelled = job.cancelled
@@ -450,6 +486,9 @@ def export(job: Job, fmt: str) -> Path:
     path = job.dir / f"result.{fmt}"
     with job.files_lock:
         if not path.exists():
+            # save_audio writes aside and renames; with the Redis queue two requests may
+            # encode the same file at once (a Job per request, so no shared lock): the later
+            # rename wins, and nobody reads half a file.
             audio, sr = gaudio.load_audio(job.result_path)
-            gaudio.save_audio(path, audio, sr, fmt=fmt)
+            gaudio.save_audio(path, audio, sr, fmt=fmt, force=True)
     return path

@@ -170,7 +170,7 @@
     let text = `${job.stage[0].toUpperCase()}${job.stage.slice(1)}… ${seconds(elapsed)}`;
     if (job.estimate_s) {
       const left = Math.max(0, job.estimate_s - elapsed);
-      text += left > 0 ? ` (about ${seconds(left)} left, estimated from earlier conversions)`
+      text += left > 0 ? ` (about ${seconds(left)} left, from this server's measured speed)`
         : " (taking longer than earlier conversions)";
       setProgress(Math.min(0.97, elapsed / job.estimate_s), text);
     } else {
