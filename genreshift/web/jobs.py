@@ -130,6 +130,14 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(JOB_ID_BYTES)
 
 
+def make_job_dir(root: Path) -> tuple[str, Path]:
+    """A fresh job id and its private folder under ``root`` (both queues' storage layout)."""
+    job_id = new_job_id()
+    d = root / job_id
+    d.mkdir(mode=0o700)
+    return job_id, d
+
+
 def log_tag(job_id: str) -> str:
     """What logs call a job: a short digest of its id, enough to follow one job through the
     log, useless for opening it (the id itself is the key to the job's files)."""
@@ -237,10 +245,7 @@ class JobManager:
 
     def new_job_dir(self) -> tuple[str, Path]:
         """A fresh id and its private folder, for the upload to be saved into."""
-        job_id = new_job_id()
-        d = self.root / job_id
-        d.mkdir(mode=0o700)
-        return job_id, d
+        return make_job_dir(self.root)
 
     @staticmethod
     def discard(folder: Path) -> None:

@@ -60,7 +60,7 @@ from genreshift.web.jobs import (
     UnknownJob,
     WorkerState,
     log_tag,
-    new_job_id,
+    make_job_dir,
     next_rate,
     status_of,
 )
@@ -350,10 +350,7 @@ class RedisJobManager:
     # ----------------------------------------------------------------- jobs
 
     def new_job_dir(self) -> tuple[str, Path]:
-        job_id = new_job_id()
-        d = self.root / job_id
-        d.mkdir(mode=0o700)
-        return job_id, d
+        return make_job_dir(self.root)
 
     @staticmethod
     def discard(folder: Path) -> None:
