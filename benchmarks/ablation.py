@@ -60,7 +60,7 @@ def main() -> int:
         if not (folder / f"rest-to-{args.genre}.pt").is_file():
             missing.append(name)
             continue
-        from genreshift.train.checkpoint import read_checkpoint
+        from genreshift.checkpoint import read_checkpoint
 
         steps = read_checkpoint(folder / f"rest-to-{args.genre}.pt")["provenance"]["steps"]
         rep = ev.evaluate(corpus, "trained", judge=judge, models_dir=folder, pairs=pairs,

@@ -38,7 +38,7 @@ from genreshift.inference.metrics import mel_lsd
 from genreshift.models.classifier import ClassifierConfig, classify_clip
 from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
 from genreshift.spectral import MelConfig
-from genreshift.train import checkpoint as ckpt
+from genreshift import checkpoint as ckpt
 from genreshift.train.classifier import train_classifier
 from genreshift.train.config import ClassifierTrainConfig, TrainConfig
 from genreshift.train.cyclegan import train_cyclegan

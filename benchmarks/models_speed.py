@@ -35,7 +35,7 @@ from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
 from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator, count_parameters
 from genreshift.spectral import MelConfig
-from genreshift.train import checkpoint as ckpt
+from genreshift import checkpoint as ckpt
 from genreshift.train import runtime as rtm
 from genreshift.train.config import TrainConfig
 from genreshift.train.cyclegan import ImagePool, State, train_step

@@ -66,7 +66,7 @@ def detection(args: argparse.Namespace) -> list[str]:
     from genreshift.audio import load_audio
     from genreshift.inference.convert import UNCERTAIN_BELOW, detect_genre
     from genreshift.inference.pipeline import analyse, mid_mel
-    from genreshift.train.checkpoint import load_classifier
+    from genreshift.checkpoint import load_classifier
 
     torch.set_num_threads(1)
     clf = load_classifier(Path(args.models) / "classifier.pt")

@@ -21,8 +21,8 @@ from genreshift.models.classifier import (
 from genreshift.models.discriminator import Discriminator, DiscriminatorConfig
 from genreshift.models.generator import VARIANTS, Generator, GeneratorConfig, instance_norm
 from genreshift.spectral import MelConfig
-from genreshift.train import checkpoint as ckpt
-from genreshift.train.checkpoint import Domain
+from genreshift import checkpoint as ckpt
+from genreshift.checkpoint import Domain
 
 N_MELS = 32  # small but divisible by every stride used here
 

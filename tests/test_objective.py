@@ -144,7 +144,7 @@ def test_paired_batches_align_tune_and_time(paired_meldir: Path) -> None:
 def test_training_with_paired_and_real_windows(paired_meldir: Path, tmp_path: Path) -> None:
     """A short run with every term on: paired rows, real windows in domain a, content loss;
     it writes a converter whose resume file remembers the real data."""
-    from genreshift.train.checkpoint import read_checkpoint
+    from genreshift.checkpoint import read_checkpoint
 
     config = TrainConfig(steps=2, batch_size=2, frames=32, checkpoint_every=2, val_every=2,
                          log_every=1, sample_every=2, val_frames=32, val_windows=2,
@@ -169,7 +169,7 @@ def test_warm_start_takes_the_weights_and_refuses_other_domains(paired_meldir: P
     """--init-from: a new run starts from another run's weights (not from its seed), records
     where they came from, and refuses a file of other domains or a changed init on resume."""
     from genreshift.errors import GenreshiftError
-    from genreshift.train.checkpoint import read_checkpoint
+    from genreshift.checkpoint import read_checkpoint
 
     small = dict(generator=GeneratorConfig(channels=4, n_res=1, core_channels=16),
                  discriminator=DiscriminatorConfig(channels=4, n_layers=2), progress=False)

@@ -21,7 +21,7 @@ from genreshift.errors import GenreshiftError
 from genreshift.models.config import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator
-from genreshift.train import checkpoint as ckpt
+from genreshift import checkpoint as ckpt
 from genreshift.train import cyclegan
 from genreshift.train import runtime as rtm
 from genreshift.train.classifier import train_classifier

@@ -27,8 +27,8 @@ from genreshift.models.classifier import GenreClassifier
 from genreshift.models.config import ClassifierConfig, GeneratorConfig
 from genreshift.models.generator import Generator
 from genreshift.spectral import MelConfig
-from genreshift.train import checkpoint as ckpt
-from genreshift.train.checkpoint import Domain
+from genreshift import checkpoint as ckpt
+from genreshift.checkpoint import Domain
 from genreshift.web.app import create_app
 
 GENRES = ("classical", "jazz", "rock")

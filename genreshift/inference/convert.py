@@ -183,7 +183,7 @@ class ModelSet:
 
 
 def _model_info(path: Path, ck: dict) -> ModelInfo:
-    from genreshift.train.checkpoint import Domain
+    from genreshift.checkpoint import Domain
 
     a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
     steps = ck.get("provenance", {}).get("steps")
@@ -196,7 +196,7 @@ def scan_models(models_dir: str | Path | None = None, *,
     """Read the headers of the checkpoints in ``models_dir`` (default: default_models_dir())
     and of the explicit ``model_files``. Explicit files must be valid converters; a bad file
     in the directory is skipped and reported in ``skipped``."""
-    from genreshift.train.checkpoint import read_checkpoint
+    from genreshift.checkpoint import read_checkpoint
 
     converters: list[ModelInfo] = []
     classifier: Path | None = None
@@ -313,7 +313,7 @@ class ModelCache:
         self._classifier: dict[Path, object] = {}
 
     def generator(self, info: ModelInfo, direction: str) -> torch.nn.Module:
-        from genreshift.train.checkpoint import load_converter
+        from genreshift.checkpoint import load_converter
 
         if info.path not in self._converters:
             self._converters[info.path] = load_converter(info.path, device=self.device)
@@ -329,7 +329,7 @@ class ModelCache:
         return self._converters[info.path].config.stride  # type: ignore[attr-defined]
 
     def classifier(self, path: Path):
-        from genreshift.train.checkpoint import load_classifier
+        from genreshift.checkpoint import load_classifier
 
         if path not in self._classifier:
             self._classifier[path] = load_classifier(path, device=self.device)

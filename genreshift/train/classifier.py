@@ -27,7 +27,7 @@ from genreshift.models.classifier import GenreClassifier
 from genreshift.models.config import ClassifierConfig
 from genreshift.spectral import MelConfig
 from genreshift.train import runtime as rtm
-from genreshift.train.checkpoint import (
+from genreshift.checkpoint import (
     check_same_config,
     classifier_payload,
     provenance,

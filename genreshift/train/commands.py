@@ -103,7 +103,7 @@ def cmd_train_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from genreshift.errors import GenreshiftError
-    from genreshift.train.checkpoint import export_inference
+    from genreshift.checkpoint import export_inference
 
     if Path(args.output).exists() and not args.force:
         raise GenreshiftError(f"{args.output} exists; pass --force to replace it")

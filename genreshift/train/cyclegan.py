@@ -41,7 +41,7 @@ from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator
 from genreshift.spectral import MelConfig, mel_to_wav
 from genreshift.train import runtime as rtm
-from genreshift.train.checkpoint import (
+from genreshift.checkpoint import (
     Classifier,
     Domain,
     check_same_config,

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from genreshift.errors import GenreshiftError
-from genreshift.train.checkpoint import Domain
+from genreshift.checkpoint import Domain
 
 log = logging.getLogger("genreshift.train")
 
