@@ -1,17 +1,20 @@
-"""Trained-mode conversion speed for a 30 s song, stage by stage, and the CLI's wall time.
+"""Start-up, conversion speed and memory of the CLI, stage by stage.
 
-The song is the bundled example (12 s) repeated to ``--seconds`` and written as 44.1 kHz
-stereo 16-bit WAV, the common case (so resampling both ways is included). Measured:
+Measured, on a song made from the bundled example (repeated, resampled to 44.1 kHz, written as
+stereo 16-bit WAV, the common case):
 
-1. in one process, after a warm-up, ``--repeats`` calls of the library function behind
-   `genreshift convert --to` (load, mel, classify, generator, reconstruction, write): median
-   per stage and of the sum ("load to written file");
-2. ``--repeats`` runs of the CLI itself as a new process (Python start, imports and model
-   loading included): median wall time.
+1. start-up of commands that do no conversion, each as a new process: `--help`, `info SONG`,
+   a parse error, `genres`; median wall time, peak memory, and whether torch was imported;
+2. `convert --to` in one process after a warm-up (models loaded once): ``--repeats`` calls of
+   pipeline.run, median per stage and of the sum;
+3. `convert --to` as a new process (Python start, imports, model loading): median wall time,
+   peak memory, torch imported or not;
+4. the peak memory of converting a ``--long-seconds`` (3 min) song as a new process.
 
-Run: ``.venv/bin/python benchmarks/convert_speed.py [--models checkpoints] [--to jazz]
-[--threads 2]``. The load average is printed before and after: on a shared machine timings
-are only comparable within one run.
+Peak memory is the new process's own peak resident set (VmHWM in /proc/self/status). Run:
+``.venv/bin/python benchmarks/convert_speed.py [--models checkpoints] [--to jazz]``. The load
+average is printed before and after: on a shared machine timings are only comparable within
+one run.
 """
 
 from __future__ import annotations
@@ -28,12 +31,19 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from genreshift import audio as gaudio
 from genreshift.inference import convert as tconv
+from genreshift.inference import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
+# Runs the CLI's main() and reports whether torch got imported (the fast path must not) and
+# the process's peak resident memory (VmHWM: this program's own, not its parent's before exec).
+PROBE = ("import sys; from genreshift.cli import main\n"
+         "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+         "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', 'HWM', hwm, file=sys.stderr)\n"
+         "sys.exit(code)")
 
 
 def make_song(path: Path, seconds: float) -> None:
@@ -45,52 +55,86 @@ def make_song(path: Path, seconds: float) -> None:
     sf.write(path, stereo, 44_100, subtype="PCM_16")
 
 
+def run_child(argv: list[str], env: dict) -> tuple[float, float, bool, int, str]:
+    """(wall s, peak RSS MB, torch imported, exit code, stderr) of the CLI as a new process."""
+    t = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-c", PROBE, *argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    err = p.stderr.read()
+    p.wait()
+    wall = time.perf_counter() - t
+    hwm = [w for w in err.split("HWM")[-1].split() if w.isdigit()]
+    return (wall, int(hwm[0]) / 1024 if hwm else float("nan"), "NOTORCH" not in err,
+            p.returncode, err)
+
+
+def fresh(argv: list[str], repeats: int, env: dict, ok_codes=(0,)) -> tuple[list[float], float, bool]:
+    walls, peak, torch_seen = [], 0.0, False
+    for _ in range(repeats):
+        wall, rss, torch_loaded, code, err = run_child(argv, env)
+        if code not in ok_codes:
+            raise SystemExit(f"genreshift {' '.join(argv)} exited {code}: {err[-800:]}")
+        walls.append(wall)
+        peak, torch_seen = max(peak, rss), torch_seen or torch_loaded
+    return walls, peak, torch_seen
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=ROOT / "checkpoints")
     ap.add_argument("--to", default="jazz")
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--long-seconds", type=float, default=180.0)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
+    env = dict(os.environ)
+    print(f"{platform.machine()}, {os.cpu_count()} cores; load average before: "
+          f"{os.getloadavg()[0]:.2f}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        song = Path(tmp) / "song.wav"
+        song, long_song = Path(tmp) / "song.wav", Path(tmp) / "long.wav"
         make_song(song, args.seconds)
+        make_song(long_song, args.long_seconds)
+
+        print("| command (new process) | median wall (s) | min-max (s) | peak memory (MB) | "
+              "imports torch |")
+        print("|---|---:|---:|---:|---|")
+        r = args.repeats
+        for label, argv, codes, n in (
+                ("`--help`", ["--help"], (0,), r),
+                ("`info SONG`", ["info", str(song)], (0,), r),
+                ("parse error (`convert --strength 2`)",
+                 ["convert", str(song), "--to", "jazz", "--strength", "2"], (2,), r),
+                ("`genres`", ["genres", "--models", str(args.models)], (0,), r),
+                (f"`convert --to {args.to}` ({args.seconds:g} s, 44.1 kHz stereo)",
+                 ["convert", str(song), "--to", args.to, "--models", str(args.models), "-o",
+                  str(Path(tmp) / "cli.wav"), "--force", "--quiet"], (0,), r),
+                (f"`convert --to {args.to}` ({args.long_seconds:g} s, 44.1 kHz stereo)",
+                 ["convert", str(long_song), "--to", args.to, "--models", str(args.models),
+                  "-o", str(Path(tmp) / "long_out.wav"), "--force", "--quiet"], (0,), 1)):
+            walls, peak, torch_seen = fresh(argv, n, env, codes)
+            print(f"| {label} | {statistics.median(walls):.2f} | {min(walls):.2f}-"
+                  f"{max(walls):.2f} | {peak:.0f} | {'yes' if torch_seen else 'no'} |")
+
         models = tconv.scan_models(args.models)
         settings = tconv.TrainedSettings(targets=tuple(tconv.parse_targets(args.to)))
-        cache = tconv.ModelCache(torch.device("cpu"))
+        cache = tconv.ModelCache("cpu")
         runs = []
         for i in range(args.repeats + 1):
-            s = tconv.convert_trained_file(song, Path(tmp) / "out.wav", settings,
-                                           models=models, cache=cache, device="cpu",
-                                           force=True)
+            request = pipeline.Request(song, pipeline.OutputOptions(Path(tmp) / "out.wav",
+                                                                    force=True), settings,
+                                       device="cpu")
+            s = pipeline.run(request, models=models, cache=cache).summary
             if i:  # the first call loads the models and warms up
                 runs.append(s["timings_s"])
         stages = list(runs[0])
-        med = {k: statistics.median(r[k] for r in runs) for k in stages}
+        med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in stages}
         total = statistics.median(sum(r.values()) for r in runs)
-        print(f"\n{args.seconds:g} s 44.1 kHz stereo song -> {args.to}, median of "
-              f"{args.repeats} (models loaded once):\n")
+        print(f"\nIn one process, {args.seconds:g} s 44.1 kHz stereo -> {args.to}, median of "
+              f"{args.repeats} (models loaded once), seconds per stage:\n")
         print("| " + " | ".join(stages) + " | load to written file |")
-        print("|" + "---|" * (len(stages) + 1))
-        print("| " + " | ".join(f"{med[k]:.3f}" for k in stages) + f" | **{total:.2f} s** |")
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        walls = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "genreshift", "convert", str(song), "--to",
-                                args.to, "--models", str(args.models), "-o",
-                                str(Path(tmp) / "cli.wav"), "--force", "--quiet"],
-                               capture_output=True, text=True, env=env, cwd=ROOT)
-            walls.append(time.perf_counter() - t)
-            if r.returncode:
-                raise SystemExit(r.stderr)
-        print(f"\nCLI as a new process (Python start, imports, model loading): median "
-              f"{statistics.median(walls):.2f} s (min {min(walls):.2f}, max {max(walls):.2f})")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print("|" + "---:|" * (len(stages) + 1))
+        print("| " + " | ".join(f"{med[k]:.3f}" for k in stages) + f" | **{total:.2f}** |")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

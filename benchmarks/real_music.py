@@ -64,12 +64,11 @@ def detection(args: argparse.Namespace) -> list[str]:
     import torch
 
     from genreshift.audio import load_audio
-    from genreshift.inference.convert import UNCERTAIN_BELOW, detect_genre
-    from genreshift.inference.pipeline import analyse, mid_mel
-    from genreshift.checkpoint import load_classifier
+    from genreshift.inference.convert import UNCERTAIN_BELOW, ModelCache, detect_genre
+    from genreshift.inference.pipeline import Song
 
     torch.set_num_threads(1)
-    clf = load_classifier(Path(args.models) / "classifier.pt")
+    clf = ModelCache("cpu").classifier(Path(args.models) / "classifier.pt")
     with open(Path(args.clips) / "MANIFEST.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     lines = ["| clip | family | detected (p) | verdict |", "|---|---|---|---|"]
@@ -77,8 +76,7 @@ def detection(args: argparse.Namespace) -> list[str]:
               "no such genre": 0}
     for row in rows:
         audio, sr = load_audio(Path(args.clips) / row["file"])
-        genre, p, _ = detect_genre(clf, mid_mel(analyse(audio, sr, clf.mel_config,
-                                                        torch.device("cpu"))))
+        genre, p, _ = detect_genre(clf, Song(Path(row["file"]), audio, sr).mid(clf.mel_config))
         ok = FAMILY_GENRES.get(row["style_family"])
         if ok is None or not ok & set(clf.genres):
             verdict = "no such genre"

@@ -22,6 +22,7 @@ Written by hand: no benchmark runner does "run these scripts, keep their Markdow
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import datetime as dt
 import json
@@ -69,6 +70,9 @@ class Sizes:
     seams_every: int = 10
     convert_repeats: int = 5
     convert_seconds: float = 30.0
+    convert_long_seconds: float = 180.0  # the peak-memory song
+    recon_clips: int = 6  # full-band Debian tracks (make real-data), one per package
+    recon_seconds: float = 20.0
     roundtrip_runs: int = 3
     roundtrip_clips: int = 4
     roundtrip_iters: str = "0,16,32,64"
@@ -88,7 +92,8 @@ class Sizes:
 QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eval_tunes=1,
               heldout_tunes=1, real_modes="", gram_tunes=1,
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
-              convert_repeats=1, convert_seconds=5.0, roundtrip_runs=1, roundtrip_clips=1,
+              convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
+              recon_clips=1, recon_seconds=3.0, roundtrip_runs=1, roundtrip_clips=1,
               roundtrip_iters="0,2", roundtrip_hops="512", oracle_tunes=1, sep10_tunes=6,
               tensor_clips=20, tensor_seconds=5.0, ref_seconds=3.0, ref_baseline_steps=2,
               model_repeats=1, model_train_steps=1, model_candidates=("212d-8",))
@@ -405,8 +410,37 @@ def run_window_seams(ctx: Context) -> str:
 
 def run_convert_speed(ctx: Context) -> str:
     s = ctx.sizes
-    return _script(ctx, "convert_speed.py", ["--threads", 2, "--repeats", s.convert_repeats,
-                                             "--seconds", s.convert_seconds])
+    return _script(ctx, "convert_speed.py", ["--repeats", s.convert_repeats, "--seconds",
+                                             s.convert_seconds, "--long-seconds",
+                                             s.convert_long_seconds])
+
+
+def _full_band_tracks(n: int) -> list[Path]:
+    """Up to n original tracks (44.1 kHz, full band) of the Debian game-music packages that
+    `make real-data` unpacks into data/debian (training material, never the test set): the
+    first imported track of each package, packages in order."""
+    meta = ROOT / "data" / "real" / "metadata.csv"
+    if not meta.is_file():
+        return []
+    with open(meta, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out, seen = [], set()
+    for r in rows:
+        path = ROOT / "data" / "debian" / r["package"] / r["file"]
+        if r["package"] in seen or ":" in r["file"] or not path.is_file():
+            continue  # one per package; tracks inside archives (pk3) are skipped
+        seen.add(r["package"])
+        out.append(path)
+    return out[:n]
+
+
+def run_reconstruction(ctx: Context) -> str:
+    s = ctx.sizes
+    clips = _full_band_tracks(s.recon_clips)
+    if not clips:
+        return ("Not measured here: no full-band recordings. `make real-data` unpacks the "
+                "Debian game-music packages into data/debian; rerun this section then.\n")
+    return _script(ctx, "reconstruction.py", [*clips, "--seconds", s.recon_seconds])
 
 
 def run_roundtrip_cli(ctx: Context) -> str:
@@ -415,7 +449,7 @@ def run_roundtrip_cli(ctx: Context) -> str:
     argv = [ctx.python, "-m", "genreshift", "roundtrip", str(clip), "-o",
             str(ctx.work / "roundtrip_cli.wav"), "--force", "--json"]
     cmd = f"OMP_NUM_THREADS=N genreshift roundtrip {_rel(clip)} -o OUT.wav --force --json"
-    lines = ["| torch threads | load (s) | mel (s) | reconstruction (s) | write (s) | "
+    lines = ["| threads | load (s) | mel (s) | reconstruction (s) | write (s) | "
              "total, each run (s) |", "|---:|---:|---:|---:|---:|---:|"]
     for threads in (1, 2):
         runs = []
@@ -560,15 +594,28 @@ SECTIONS = [
             "How far the windowed conversion is from one pass of the generator over the whole "
             "clip; tests/test_default_models.py bounds this for the shipped converters.",
             run_window_seams),
-    Section("convert_speed", "Trained mode: conversion speed",
-            "`genreshift convert --to jazz` on a 44.1 kHz stereo 16-bit WAV (the bundled "
-            "example repeated), stage by stage through the library call behind the CLI (models "
-            "loaded once), then the CLI as a new process. Target: <= 3 s for 30 s in-process.",
+    Section("convert_speed", "Start-up, conversion speed and memory",
+            "Commands as new processes (`--help`, `info`, a parse error, `genres`, `convert "
+            "--to jazz`): wall time, peak memory and whether torch was imported; then `convert "
+            "--to jazz` on a 44.1 kHz stereo 16-bit WAV (the bundled example repeated) stage by "
+            "stage through pipeline.run (models loaded once), and the peak memory of a 3-minute "
+            "song. Goals on an idle 2-core machine: `--help` <= 0.3 s; 30 s of 44.1 kHz stereo "
+            "<= 1.5 s as a new process and <= 0.8 s in process; <= 1 GB for 3 minutes.",
             run_convert_speed),
+    Section("reconstruction", "Reconstruction: full band, fidelity and time",
+            "Each reconstruction method of the pipeline on full-band real recordings (44.1 "
+            "kHz stereo originals of the Debian game-music packages, training material): the "
+            "round trip against the input over the full band (energy above 11 kHz, LSD, "
+            "spectral convergence), the shipped jazz converter's change and how faithfully "
+            "the output realises it (mel LSD and SC of the output's log-mel against the "
+            "converted one), and the time. **gain** = the change as a gain on the input's own "
+            "STFT at its own rate (the default, docs/DECISIONS.md); **mel** / **linear** = "
+            "Griffin-Lim from the log-mel at the analysis rate (the earlier default).",
+            run_reconstruction),
     Section("roundtrip_cli", "Reconstruction alone: the CLI round trip",
-            "`genreshift roundtrip` (wav -> log-mel -> wav, mel-projected Griffin-Lim from the "
-            "input's phase, 32 iterations, hop 512: the defaults) on one test rendering, "
-            "stage timings from its --json output, with one and two torch threads.",
+            "`genreshift roundtrip` with its defaults (the gain reconstruction: the input's own "
+            "STFT at its own rate, no Griffin-Lim) on one test rendering, stage timings from "
+            "its --json output, with OMP_NUM_THREADS 1 and 2.",
             run_roundtrip_cli),
     Section("roundtrip", "Reconstruction alone: settings",
             "What analysis + reconstruction costs before any conversion, for the settings that "

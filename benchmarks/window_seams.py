@@ -15,11 +15,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genreshift import audio as gaudio
 from genreshift.inference import convert as tconv
-from genreshift.inference.pipeline import analyse, load_song
+from genreshift.inference.pipeline import Song, load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +30,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     args = ap.parse_args()
     models = tconv.scan_models(args.models)
-    cache = tconv.ModelCache(torch.device("cpu"))
+    cache = tconv.ModelCache("cpu")
     with open(args.data / "metadata.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "test"][:: args.every]
     example, sr = gaudio.load_audio(ROOT / "examples" / "example.flac", mono=True)
@@ -47,11 +46,10 @@ def main() -> None:
         gen = cache.generator(info, direction)
         vals = []
         for audio, rate in clips:
-            mel = analyse(audio, rate, cache.mel_config(info)).mel
-            windowed = tconv.convert_mel(mel, [(gen, 1.0)], stride=cache.stride(info))
-            with torch.inference_mode():
-                whole = gen(mel)
-            vals.append(float((windowed - whole)[..., 64:-64].abs().mean()))
+            mel = Song(Path(), audio, rate).mid(info.mel_config)[None]
+            windowed = tconv.convert_mel(mel, [(gen, 1.0)], stride=info.stride)
+            whole = gen(mel)
+            vals.append(float(np.abs(windowed - whole)[..., 64:-64].mean()))
         print(f"| {info.path.name} | {len(vals)} | {min(vals):.3f} | {np.mean(vals):.3f} "
               f"| {max(vals):.3f} |")
 

@@ -24,8 +24,7 @@ import torch
 
 from genreshift.inference import convert as tconv
 from genreshift.inference.evaluate import Corpus
-from genreshift.inference.pipeline import analyse, load_song
-from genreshift.models.classifier import classify_clip
+from genreshift.inference.pipeline import Song, load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = (128, 256, 512, 1024, None)  # None: the whole clip in one piece
@@ -36,26 +35,25 @@ def sweep_source(args: tuple) -> dict[str, list[tuple[bool, float]]]:
     models_dir, data, split, source, max_tunes = args
     torch.set_num_threads(1)
     models = tconv.scan_models(models_dir)
-    cache = tconv.ModelCache(torch.device("cpu"))
+    cache = tconv.ModelCache("cpu")
     clf = cache.classifier(models.classifier)
     out: dict[str, list[tuple[bool, float]]] = defaultdict(list)
     tunes = Corpus.open(data).tunes(split)
     for name in [t for t in sorted(tunes) if source in tunes[t]][:max_tunes]:
         by_genre = tunes[name]
         audio, sr = load_song(by_genre[source], mono=True)
-        analysis = analyse(audio, sr, clf.mel_config)
+        mid = Song(by_genre[source], audio, sr).mid(clf.mel_config)[None]
         for target in sorted(models.targets()):
             if target == source or target not in by_genre:
                 continue
             info, direction = tconv.choose_converter(models, target, source)
             gen, k = cache.generator(info, direction), clf.genres.index(target)
-            with torch.inference_mode():
-                for w in SWEEP:
-                    m = (gen(analysis.mel) if w is None else tconv.convert_mel(
-                        analysis.mel, [(gen, 1.0)], stride=cache.stride(info), window=w,
-                        overlap=tconv.overlap_for(w)))
-                    probs = classify_clip(clf.model, m[0])
-                    out[str(w or "whole")].append((int(probs.argmax()) == k, float(probs[k])))
+            for w in SWEEP:
+                m = (gen(mid) if w is None else tconv.convert_mel(
+                    mid, [(gen, 1.0)], stride=info.stride, window=w,
+                    overlap=tconv.overlap_for(w)))
+                probs = clf.classify_clip(m[0])
+                out[str(w or "whole")].append((int(probs.argmax()) == k, float(probs[k])))
     return dict(out)
 
 

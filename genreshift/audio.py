@@ -5,25 +5,31 @@ nominally in [-1, 1]. Reading and writing go through soundfile (libsndfile), whi
 in every common encoding, FLAC, OGG/Vorbis and MP3; M4A/AAC and other container formats are
 decoded by an ``ffmpeg`` binary when one is on PATH. torchaudio's load/save are not used: from
 2.9 on they need torchcodec.
+
+Every AudioError carries a ``kind`` (genreshift.errors.KINDS): "bad_input" by default,
+"not_found", "unsupported_format", "bad_option" or "output" where that is what went wrong.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import math
+from functools import lru_cache
+
 import numpy as np
-import pyloudnorm
-import scipy.ndimage
 import soundfile as sf
 import soxr
 
-from genreshift.errors import AudioError
-from genreshift.fsutil import atomic_path
+from genreshift.errors import AudioError, GenreshiftError
+from genreshift.fsutil import atomic_path, check_writable, write_all
 
 # Formats libsndfile reads and writes itself, by file extension.
 SNDFILE_FORMATS = {
@@ -84,12 +90,12 @@ def _check_path(path: Path) -> None:
     try:
         path.stat()
     except FileNotFoundError:
-        raise AudioError(f"{path}: no such file; check the path") from None
+        raise AudioError(f"{path}: no such file; check the path", kind="not_found") from None
     except OSError as e:
         raise AudioError(f"{path}: cannot access it ({e.strerror}); check its permissions "
                          "and those of its folders") from None
     if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path")
+        raise AudioError(f"{path}: no such file; check the path", kind="not_found")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file; give a file inside it")
     if not os.access(path, os.R_OK):
@@ -98,7 +104,8 @@ def _check_path(path: Path) -> None:
     if ext not in READABLE_EXTENSIONS:
         known = " ".join(READABLE_EXTENSIONS)
         raise AudioError(
-            f"{path}: unknown audio extension '{ext or '(none)'}'; supported: {known}"
+            f"{path}: unknown audio extension '{ext or '(none)'}'; supported: {known}",
+            kind="unsupported_format",
         )
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-export or re-copy it")
@@ -113,10 +120,12 @@ def _check_path(path: Path) -> None:
 def _ffmpeg() -> str:
     exe = shutil.which("ffmpeg")
     if exe is None:
+        # "unsupported_format", not "unavailable": this installation cannot decode the format
+        # until someone installs ffmpeg, so a retry (what a web client does on 503) would fail.
         raise AudioError(
             "decoding this format needs the ffmpeg program, which is not installed; "
             "install it (Debian/Ubuntu: sudo apt install ffmpeg; macOS: brew install ffmpeg) "
-            "or convert the file to WAV/FLAC first"
+            "or convert the file to WAV/FLAC first", kind="unsupported_format"
         )
     return exe
 
@@ -126,15 +135,16 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int, str]:
     try:
         exe = _ffmpeg()
     except AudioError as e:
-        raise AudioError(f"{path}: {e}") from None
+        raise AudioError(f"{path}: {e}", kind=e.kind) from None
     probe = subprocess.run(
         [exe, "-hide_banner", "-nostdin", "-i", str(path), "-f", "wav", "-c:a", "pcm_f32le",
          "-"],
-        capture_output=True,
+        capture_output=True, check=False,
     )
     if probe.returncode != 0 or not probe.stdout:
         last = (probe.stderr.decode(errors="replace").strip().splitlines() or ["unknown"])[-1]
-        raise AudioError(f"{path}: ffmpeg cannot decode it ({last}); is it really audio?")
+        raise AudioError(f"{path}: ffmpeg cannot decode it ({last}); is it really audio?",
+                         kind="unsupported_format")
     data, sr = sf.read(io.BytesIO(probe.stdout), dtype="float32", always_2d=True)
     codec = "unknown"
     for line in probe.stderr.decode(errors="replace").splitlines():
@@ -259,9 +269,82 @@ def peak_dbfs(audio: np.ndarray) -> float:
     return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
 
 
+# --------------------------------------------------------------------------- loudness
+#
+# BS.1770 loudness and the limiter are written here on numpy rather than taken from pyloudnorm
+# and scipy.ndimage: those two pull in scipy.signal / scipy.ndimage, about 1 s of import on this
+# machine, paid by every conversion and even by `genreshift info`. The K-weighting filter is
+# applied through the FFT with its exact complex response (the same output as the IIR filter,
+# up to a tail below 1e-12 cut at one second), the gates and blocks are BS.1770-4's.
+# tests/test_audio.py checks both against pyloudnorm and scipy.ndimage.
+
+_LOUDNESS_OFFSET = -0.691  # BS.1770's constant
+_ABSOLUTE_GATE = -70.0  # LUFS
+_RELATIVE_GATE = -10.0  # LU below the absolutely gated loudness
+_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
+
+
+@lru_cache(maxsize=8)
+def k_weighting_sections(sample_rate: int) -> np.ndarray:
+    """ITU-R BS.1770 K-weighting (high shelf +4 dB at 1.5 kHz, high pass at 38 Hz) as
+    second-order sections [2, 6] (b0 b1 b2 1 a1 a2) for ``sample_rate``, by the RBJ formulas
+    pyloudnorm uses too."""
+    sections = []
+    for kind, gain_db, q, fc in (("shelf", 4.0, 1 / math.sqrt(2), 1500.0),
+                                 ("highpass", 0.0, 0.5, 38.0)):
+        a_ = 10.0 ** (gain_db / 40.0)
+        w0 = 2.0 * math.pi * fc / sample_rate
+        alpha = math.sin(w0) / (2.0 * q)
+        cw = math.cos(w0)
+        if kind == "shelf":
+            b = [a_ * ((a_ + 1) + (a_ - 1) * cw + 2 * math.sqrt(a_) * alpha),
+                 -2 * a_ * ((a_ - 1) + (a_ + 1) * cw),
+                 a_ * ((a_ + 1) + (a_ - 1) * cw - 2 * math.sqrt(a_) * alpha)]
+            a = [(a_ + 1) - (a_ - 1) * cw + 2 * math.sqrt(a_) * alpha,
+                 2 * ((a_ - 1) - (a_ + 1) * cw),
+                 (a_ + 1) - (a_ - 1) * cw - 2 * math.sqrt(a_) * alpha]
+        else:
+            b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
+            a = [1 + alpha, -2 * cw, 1 - alpha]
+        sections.append([x / a[0] for x in b] + [1.0] + [x / a[0] for x in a[1:]])
+    return np.array(sections)
+
+
+@lru_cache(maxsize=8)
+def _k_response(sample_rate: int) -> tuple[int, np.ndarray]:
+    """(tail, H): the K-weighting's complex response on the bins of an FFT of 8 x tail
+    samples, where ``tail`` (a power of two, >= 0.18 s) is longer than the filter's impulse
+    response has any energy (its slowest pole, the 38 Hz high pass, decays in ~5 ms)."""
+    tail = 1 << math.ceil(math.log2(0.18 * sample_rate))
+    size = 8 * tail
+    z = np.exp(-2j * np.pi * np.arange(size // 2 + 1) / size)
+    h = np.ones_like(z)
+    for b0, b1, b2, _, a1, a2 in k_weighting_sections(sample_rate):
+        h *= (b0 + z * (b1 + z * b2)) / (1.0 + z * (a1 + z * a2))
+    return tail, h.astype(np.complex64)
+
+
+def k_weight(audio: np.ndarray, sr: int) -> np.ndarray:
+    """[channels, samples] through the K-weighting filter, by FFT overlap-save in blocks of
+    8 x tail samples (the IIR filter's output, up to its tail beyond ``tail``: < 1e-12)."""
+    import scipy.fft  # light, unlike scipy.signal; spectral.py uses it too
+
+    tail, h = _k_response(sr)
+    size = 8 * tail
+    hop = size - tail
+    n = audio.shape[-1]
+    blocks = -(-n // hop)
+    padded = np.zeros((audio.shape[0], tail + blocks * hop + tail), dtype=np.float32)
+    padded[:, tail:tail + n] = audio
+    frames = np.lib.stride_tricks.sliding_window_view(padded, size, axis=-1)[:, ::hop][:, :blocks]
+    out = scipy.fft.irfft(scipy.fft.rfft(frames, axis=-1) * h, n=size, axis=-1)[..., tail:]
+    return out.reshape(audio.shape[0], -1)[:, :n]
+
+
 def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     """ITU-R BS.1770-4 integrated loudness in LUFS of [channels, samples].
 
+    400 ms blocks every 100 ms, an absolute gate at -70 LUFS and a relative one 10 LU below.
     -inf for silence (no gating block above the absolute threshold). Audio shorter than one
     400 ms gating block has no integrated loudness: returns nan. More than five channels
     (BS.1770 weights only five) are measured on their mixdown.
@@ -272,10 +355,50 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
         return float("nan")
     if audio.shape[0] > 5:
         audio = audio.mean(axis=0, keepdims=True)
-    meter = pyloudnorm.Meter(sr, block_size=LOUDNESS_BLOCK_S)
-    with np.errstate(all="ignore"):
-        value = float(meter.integrated_loudness(audio.T.astype(np.float64)))
+    block = round(LOUDNESS_BLOCK_S * sr)
+    step = round(0.25 * block)  # 75 % overlap
+    starts = np.arange(0, audio.shape[1] - block + 1, step)
+    total = np.zeros(starts.size)
+    for c in range(audio.shape[0]):  # one channel's filtered copy in memory at a time
+        y = k_weight(audio[c:c + 1], sr)[0]
+        csum = np.concatenate([[0.0], np.cumsum(np.square(y), dtype=np.float64)])
+        total += _CHANNEL_WEIGHTS[c] * (csum[starts + block] - csum[starts]) / block
+    with np.errstate(divide="ignore"):
+        block_lufs = _LOUDNESS_OFFSET + 10.0 * np.log10(total)
+    kept = block_lufs > _ABSOLUTE_GATE
+    if not kept.any():
+        return float("-inf")
+    relative = _LOUDNESS_OFFSET + 10.0 * np.log10(total[kept].mean()) + _RELATIVE_GATE
+    kept &= block_lufs > relative
+    if not kept.any():
+        return float("-inf")
+    value = float(_LOUDNESS_OFFSET + 10.0 * np.log10(total[kept].mean()))
     return value if np.isfinite(value) else float("-inf")
+
+
+def _running_min(x: np.ndarray, size: int, origin: int) -> np.ndarray:
+    """scipy.ndimage.minimum_filter1d(x, size, mode="nearest", origin=origin) for 1-D x: the
+    minimum over x[i - size // 2 - origin : ... + size], edges repeated (van Herk / Gil-Werman:
+    prefix and suffix minima of blocks of ``size``, so O(n) whatever the size)."""
+    n = x.size
+    start = -(size // 2) - origin
+    left = max(0, -start)
+    padded = np.pad(x, (left, max(0, start + size - 1) + size), mode="edge")
+    m = -(-padded.size // size) * size
+    padded = np.pad(padded, (0, m - padded.size), mode="edge").reshape(-1, size)
+    prefix = np.minimum.accumulate(padded, axis=1).ravel()
+    suffix = np.minimum.accumulate(padded[:, ::-1], axis=1)[:, ::-1].ravel()
+    i = np.arange(n) + start + left  # window [i, i + size) in padded coordinates
+    return np.minimum(suffix[i], prefix[i + size - 1])
+
+
+def _moving_average(x: np.ndarray, size: int) -> np.ndarray:
+    """scipy.ndimage.uniform_filter1d(x, size, mode="nearest") for 1-D x."""
+    start = -(size // 2)
+    padded = np.pad(x.astype(np.float64), (size, size), mode="edge")
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    i = np.arange(x.size) + size + start
+    return ((csum[i + size] - csum[i]) / size).astype(x.dtype)
 
 
 def limit_peaks(
@@ -301,9 +424,9 @@ def limit_peaks(
     # running minimum over [n - rel, n + look]: attack ahead of the peak, hold/release after it
     size = look + rel + 1
     origin = (rel - look) // 2
-    gain = scipy.ndimage.minimum_filter1d(need, size=size, mode="nearest", origin=origin)
+    gain = _running_min(need, size, origin)
     # moving average of length `look`, centred: stays <= the running minimum of width >= look
-    smooth = scipy.ndimage.uniform_filter1d(gain, size=look, mode="nearest")
+    smooth = _moving_average(gain, look)
     gain = np.minimum(smooth, need)
     out = audio * gain.astype(audio.dtype)
     return np.clip(out, -ceiling, ceiling).astype(audio.dtype)
@@ -337,9 +460,8 @@ def output_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt not in OUTPUT_FORMATS:
-            raise AudioError(
-                f"unknown output format '{fmt}'; choose one of {', '.join(OUTPUT_FORMATS)}"
-            )
+            raise AudioError(f"unknown output format; choose one of {', '.join(OUTPUT_FORMATS)}",
+                             kind="bad_option", option="format", value=fmt)
         return fmt
     ext = Path(path).suffix.lower()
     for name, (e, _) in OUTPUT_FORMATS.items():
@@ -347,7 +469,7 @@ def output_format(path: str | os.PathLike, fmt: str | None = None) -> str:
             return name
     raise AudioError(
         f"{path}: cannot tell the output format from the extension '{ext or '(none)'}'; "
-        f"use .wav, .flac, .ogg or .mp3, or pass --format"
+        f"use .wav, .flac, .ogg or .mp3, or pass --format", kind="bad_option"
     )
 
 
@@ -374,7 +496,9 @@ def save_audio(
     '16', '24' or 'float' for WAV, '16' or '24' for FLAC, and must be unset for the lossy
     formats. An existing file is refused unless ``force``; a path in ``protect`` (the inputs)
     is never overwritten. Lossy formats above 48 kHz are resampled to 48 kHz. The data go to
-    a temporary file in the same folder, renamed over the target only once complete.
+    a temporary file in the same folder, renamed over the target only once complete; a
+    write the filesystem refuses (no space, permission denied) raises AudioError of kind
+    "output" naming the path and the cause, and leaves no file behind.
     """
     path = Path(path)
     fmt = output_format(path, fmt)
@@ -383,21 +507,26 @@ def save_audio(
     key = (fmt, bit_depth if bit_depth is not None else OUTPUT_FORMATS[fmt][1])
     if key not in _SUBTYPES:
         allowed = sorted(b for f, b in _SUBTYPES if f == fmt and b)
-        hint = f"choose {', '.join(allowed)}" if allowed else "leave --bit-depth unset for it"
-        raise AudioError(f"{path}: bit depth '{bit_depth}' does not apply to {fmt}; {hint}")
+        hint = (f"choose {' or '.join(allowed)}" if allowed
+                else "a lossy format has no bit depth: leave it unset")
+        raise AudioError(f"does not apply to {fmt} ({path}); {hint}", kind="bad_option",
+                         option="bit-depth", value=bit_depth)
     for p in protect:
         if _same_file(path, Path(p)) or path.resolve() == Path(p).resolve():
-            raise AudioError(f"{path}: refusing to overwrite an input file; choose another output")
+            raise AudioError(f"{path}: refusing to overwrite an input file; choose another output",
+                             kind="output")
     if path.is_dir():
-        raise AudioError(f"{path}: is a directory; give an output file name")
+        raise AudioError(f"{path}: is a directory; give an output file name", kind="output")
     if path.exists() and not force:
-        raise AudioError(f"{path}: already exists; pass --force to overwrite it")
+        raise AudioError(f"{path}: already exists; pass --force to overwrite it", kind="output")
     if not path.parent.exists():
-        raise AudioError(f"{path}: folder {path.parent} does not exist; create it first")
+        raise AudioError(f"{path}: folder {path.parent} does not exist; create it first",
+                         kind="output")
     if audio.ndim == 1:
         audio = audio[None]
     if not np.isfinite(audio).all():
-        raise AudioError(f"{path}: refusing to write NaN/infinite samples (internal error)")
+        raise AudioError(f"{path}: refusing to write NaN/infinite samples (internal error)",
+                         kind="internal")
     if fmt in ("ogg", "mp3") and sr > LOSSY_MAX_RATE:
         audio = resample(audio, sr, LOSSY_MAX_RATE)
         sr = LOSSY_MAX_RATE
@@ -405,8 +534,230 @@ def save_audio(
         audio = np.clip(audio, -1.0, 1.0)
     try:
         with atomic_path(path) as tmp:
-            sf.write(tmp, np.ascontiguousarray(audio.T), sr, subtype=_SUBTYPES[key],
-                     format=SNDFILE_FORMATS[OUTPUT_FORMATS[fmt][0]])
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioError(f"{path}: could not write {fmt} ({_sf_reason(e)})") from None
+            _write_sndfile(tmp, np.ascontiguousarray(audio.T), sr, subtype=_SUBTYPES[key],
+                           container=SNDFILE_FORMATS[OUTPUT_FORMATS[fmt][0]])
+    except AudioError:
+        raise
+    except GenreshiftError as e:  # the filesystem refused it: fsutil's message, as an AudioError
+        raise AudioError(str(e), kind=e.kind) from None
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: could not write {fmt} ({_sf_reason(e)})",
+                         kind="output") from None
     return path
+
+
+class _SndfileTarget:
+    """The file libsndfile writes, as a file object for its virtual I/O: the bytes go
+    through fsutil.write_all, and a failing write keeps its OSError, errno and all.
+    libsndfile writing to a path itself reports only "System error.", and an exception
+    raised in its (cffi) callback would only be printed; instead the callback reports 0 bytes
+    written, libsndfile gives up, and :func:`_write_sndfile` raises the kept OSError."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            return 0
+        try:
+            write_all(self.fd, data)
+        except OSError as e:
+            self.error = e
+            return 0
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return os.lseek(self.fd, offset, whence)
+        except OSError as e:
+            self.error = self.error or e
+            return -1
+
+    def tell(self) -> int:
+        return self.seek(0, os.SEEK_CUR)
+
+    def read(self, n: int) -> bytes:
+        try:
+            return os.read(self.fd, n)
+        except OSError as e:
+            self.error = self.error or e
+            return b""
+
+
+def _write_sndfile(tmp: Path, frames: np.ndarray, sr: int, *, subtype: str, container: str
+                   ) -> None:
+    """Write [samples, channels] to ``tmp``; an OSError of the filesystem's propagates."""
+    fd = os.open(tmp, os.O_RDWR | os.O_TRUNC)
+    try:
+        target = _SndfileTarget(fd)
+        try:
+            with sf.SoundFile(target, "w", samplerate=sr, channels=frames.shape[1],
+                              subtype=subtype, format=container) as f:
+                f.write(frames)
+        except Exception:  # libsndfile's error, or soundfile's check of the frames written
+            if target.error is None:
+                raise
+        if target.error is not None:  # named after the file, so atomic_path words it
+            raise OSError(target.error.errno, target.error.strerror, str(tmp))
+    finally:
+        os.close(fd)
+
+
+def check_output_dir(dst: str | os.PathLike) -> None:
+    """Fail before any conversion work if ``dst`` cannot be written: AudioError (kind
+    "output") when it is a folder, or its folder is missing, is a file, or refuses a new file
+    (tried for real: a temporary file is created and removed there)."""
+    dst = Path(dst)
+    if dst.is_dir():
+        raise AudioError(f"{dst}: is a directory; give an output file name", kind="output")
+    try:
+        check_writable(dst)
+    except GenreshiftError as e:
+        raise AudioError(str(e), kind=e.kind) from None
+
+
+# Input encodings (libsndfile subtypes) -> the output bit depth that keeps them, per format.
+# Integer PCM keeps its depth (8-bit comes out 16-bit, the least written; 32-bit integer,
+# rare, comes out 24-bit, the most); float stays float in WAV and becomes 24-bit in FLAC,
+# which has no float (24-bit is FLAC's deepest here; outputs are peak-limited to -1 dBFS, so
+# nothing clips). Lossy and unknown encodings: None, the 16-bit default being right.
+_DEPTH_OF_SUBTYPE = {
+    "PCM_S8": "16", "PCM_U8": "16", "PCM_16": "16", "ULAW": "16", "ALAW": "16",
+    "IMA_ADPCM": "16", "MS_ADPCM": "16", "DPCM_8": "16", "DPCM_16": "16", "DWVW_12": "16",
+    "DWVW_16": "16", "ALAC_16": "16",
+    "PCM_24": "24", "DWVW_24": "24", "ALAC_20": "24", "ALAC_24": "24",
+    "PCM_32": "24", "ALAC_32": "24",
+    "FLOAT": "float", "DOUBLE": "float",
+}
+# ffmpeg's sample formats of lossless codecs ("s32p (24 bit)" is 24-bit audio in 32-bit words).
+_LOSSLESS_CODECS = ("pcm_", "alac", "flac", "wavpack", "tta", "ape", "mlp", "truehd")
+
+
+def source_bit_depth(path: str | os.PathLike, out_fmt: str) -> str | None:
+    """The ``bit_depth`` for :func:`save_audio` that keeps the input's sample format in
+    ``out_fmt`` ('wav', 'flac', 'ogg', 'mp3'): '24' for 24-bit input, 'float' for float
+    input to WAV ('24' to FLAC, which has no float), '16' for 16-bit (and shallower) input;
+    None for lossy outputs, lossy or undetermined inputs, and inputs it cannot read (the
+    loader reports those). Reads the header only (ffmpeg formats: ffmpeg's probe)."""
+    fmt = output_format("", out_fmt)
+    if fmt not in ("wav", "flac"):
+        return None
+    path = Path(path)
+    depth = None
+    if path.suffix.lower() in FFMPEG_FORMATS:
+        depth = _ffmpeg_bit_depth(path)
+    else:
+        try:
+            depth = _DEPTH_OF_SUBTYPE.get(sf.info(str(path)).subtype)
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            return None
+    if depth == "float" and fmt == "flac":
+        return "24"
+    return depth
+
+
+def _ffmpeg_bit_depth(path: Path) -> str | None:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    try:  # no output file: ffmpeg describes the input, then exits with an error
+        r = subprocess.run([exe, "-hide_banner", "-nostdin", "-i", str(path)],
+                           capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in r.stderr.decode(errors="replace").splitlines():
+        if "Stream" in line and "Audio:" in line:
+            desc = line.split("Audio:", 1)[1].strip()
+            if not desc.startswith(_LOSSLESS_CODECS):
+                return None
+            bits = re.search(r"\((\d+) bit\)", desc)
+            fields = [f.strip() for f in desc.split(",")]
+            if bits:
+                return "16" if int(bits.group(1)) <= 16 else "24"
+            if any(f.startswith(("flt", "dbl")) for f in fields) or "pcm_f" in desc:
+                return "float"
+            if any(f.startswith(("s16", "u8")) for f in fields):
+                return "16"
+            if any(f.startswith("s32") for f in fields):
+                return "24"
+            return None
+    return None
+
+
+def truncation_warning(path: str | os.PathLike) -> str | None:
+    """A warning when a WAV file's data chunk is shorter than its header says (a file cut off
+    mid-download or mid-copy), naming the file, the duration present and the duration the
+    header promised; None for complete WAVs, other formats and unreadable files.
+
+    Parsed here by hand, as far as needed (RIFF/RF64 chunk headers, 'fmt ', 'ds64', the
+    size of 'data' against the bytes present): libsndfile reads such a file without an error,
+    logging the shortfall only to its log buffer, and no library reports it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            found = _wav_data_extent(f)
+    except OSError:
+        return None
+    if found is None:
+        return None
+    offset, declared, byte_rate, block_align, sample_rate = found
+    present = max(0, size - offset)
+    if present >= declared or byte_rate <= 0:
+        return None
+    if block_align > 0 and sample_rate > 0 and byte_rate == block_align * sample_rate:
+        read_s = (present // block_align) / sample_rate  # whole frames, as libsndfile reads
+    else:  # compressed WAV (ADPCM, ...): the average rate is all the header gives
+        read_s = present / byte_rate
+    promised_s = declared / byte_rate
+    return (f"{path}: the file is cut short: it holds {_clock(read_s)} of audio, but its "
+            f"header promises {_clock(promised_s)} (an interrupted download or copy?); "
+            f"only the {_clock(read_s)} present were used")
+
+
+def _clock(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}:{s:05.2f} min"
+
+
+# Data sizes a writer that could not seek back leaves in the header: the length is unknown,
+# not promised (ffmpeg writing to a pipe: 0xFFFFFFFF; others: 0).
+_UNKNOWN_DATA_SIZES = {0, 0xFFFFFFFF}
+
+
+def _wav_data_extent(f) -> tuple[int, int, int, int, int] | None:
+    """(offset of the data, its declared size, byte rate, block align, sample rate) of a
+    RIFF/RF64/BW64 WAVE file; None if it is not one, or says nothing checkable."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
+        return None
+    ds64_data = None
+    fmt = None
+    while True:
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return None  # no data chunk: the decoder will say the file is unreadable
+        cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        start = f.tell()
+        if cid == b"ds64":
+            body = f.read(min(csize, 28))
+            if len(body) >= 16:
+                ds64_data = struct.unpack("<Q", body[8:16])[0]
+        elif cid == b"fmt ":
+            body = f.read(min(csize, 16))
+            if len(body) < 16:
+                return None
+            _, _, sample_rate, byte_rate, block_align, _ = struct.unpack("<HHIIHH", body)
+            fmt = (byte_rate, block_align, sample_rate)
+        elif cid == b"data":
+            if head[:4] != b"RIFF" and csize == 0xFFFFFFFF:
+                csize = ds64_data if ds64_data is not None else 0
+            elif csize in _UNKNOWN_DATA_SIZES:
+                return None
+            if fmt is None or csize == 0:
+                return None
+            return (start, csize, *fmt)
+        f.seek(start + csize + (csize & 1))  # chunks are padded to an even size

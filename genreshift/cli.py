@@ -87,22 +87,38 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 def _add_reconstruction_options(p: argparse.ArgumentParser,
                                 seed_help: str = "seed for --init random") -> None:
+    p.add_argument("--reconstruction", "--gl-method", dest="recon_method",
+                   choices=["gain", "mel", "linear"], default="gain",
+                   help="gain (default): the change as a gain on the input's own STFT at its own "
+                        "rate, phase and full band kept; mel / linear: Griffin-Lim from the "
+                        "log-mel at the analysis rate (band-limited to 11 kHz), projecting onto "
+                        "the log-mel itself or on an estimated linear magnitude")
     p.add_argument("--iters", type=int, default=None,
-                   help="Griffin-Lim iterations (default 32, chosen in BENCHMARKS.md)")
+                   help="Griffin-Lim iterations (default 0 with gain, 32 with mel / linear; "
+                        "docs/DECISIONS.md)")
     p.add_argument("--init", choices=["phase", "random"], default="phase",
-                   help="start Griffin-Lim from the input's phase (default) or at random")
-    p.add_argument("--gl-method", choices=["mel", "linear"], default="mel",
-                   help="Griffin-Lim projecting onto the log-mel itself (default) or classic "
-                        "Griffin-Lim on an estimated linear magnitude")
+                   help="start Griffin-Lim from the input's phase (default) or at random "
+                        "(mel / linear only)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
 
 
 def _recon_config(args: argparse.Namespace):
     from genreshift.inference.pipeline import ReconstructionConfig
 
-    iters = ReconstructionConfig.n_iter if args.iters is None else args.iters
-    return ReconstructionConfig(n_iter=iters, init=args.init, method=args.gl_method,
+    return ReconstructionConfig(method=args.recon_method, n_iter=args.iters, init=args.init,
                                 seed=args.seed)
+
+
+def _output_options(args: argparse.Namespace, dst):
+    from genreshift.inference.pipeline import OutputOptions
+
+    return OutputOptions(dst, fmt=args.format, bit_depth=args.bit_depth, sample_rate=args.sr,
+                         force=args.force)
+
+
+def _print_warnings(summary: dict, say=None) -> None:
+    for w in summary.get("warnings", []):
+        print(f"genreshift: warning: {w}", file=sys.stderr)
 
 
 def _check_sr(sr: int | None) -> None:
@@ -111,13 +127,15 @@ def _check_sr(sr: int | None) -> None:
 
 
 def cmd_roundtrip(args: argparse.Namespace) -> int:
-    from genreshift.inference.pipeline import roundtrip_file
+    from pathlib import Path
+
+    from genreshift.inference.pipeline import Request, RoundtripSettings, run
 
     _check_sr(args.sr)
-    summary = roundtrip_file(
-        args.input, args.output, recon=_recon_config(args), fmt=args.format,
-        bit_depth=args.bit_depth, force=args.force, mono=args.mono, sr=args.sr,
-    )
+    request = Request(Path(args.input), _output_options(args, Path(args.output)),
+                      RoundtripSettings(), _recon_config(args), mono=args.mono, device="cpu")
+    summary = run(request).summary
+    _print_warnings(summary)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
@@ -225,7 +243,8 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
-    from genreshift.data.arrangements import DEFAULT_GENRES, GENRES
+    from genreshift.data import DEFAULT_SYNTH_GENRES as DEFAULT_GENRES
+    from genreshift.data import SYNTH_GENRES as GENRES
 
     p = data_sub.add_parser(
         "synth", help="render public-domain tunes in every genre: a paired genre corpus",
@@ -393,14 +412,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from genreshift.inference import convert as tconv
-    from genreshift.inference.pipeline import check_output
+    from genreshift.inference import pipeline
     from genreshift.inference.plot import check_plot_path, plot_conversion
-    from genreshift.spectral import MelConfig
 
     _check_sr(args.sr)
     recon = _recon_config(args)
+    context = {}
     if args.to is not None:
+        from genreshift.inference import convert as tconv
+
         targets = tuple(tconv.parse_targets(args.to))
         settings = tconv.TrainedSettings(targets=targets, strength=args.strength,
                                          source=args.source, window=args.window,
@@ -408,7 +428,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         models = tconv.scan_models(args.models, model_files=args.model or ())
         tconv.check_genres(models, settings)
         label = tconv.target_label(targets)
-        cache = tconv.ModelCache(tconv.resolve_device(args.device))
+        context = {"models": models,
+                   "cache": tconv.ModelCache(pipeline.resolve_device(args.device))}
     else:
         from genreshift.inference import reference
 
@@ -416,33 +437,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
         label = "like-" + Path(args.like).stem
         kwargs = {k: getattr(args, k) for k in ("style_weight", "content_weight", "steps",
                                                 "optimizer") if getattr(args, k) is not None}
+        settings = reference.ReferenceSettings(Path(args.like), seed=args.seed,
+                                               strength=args.strength, **kwargs)
     jobs, batch = _convert_jobs(args, label)
     quiet = args.quiet or args.json
     summaries, failed = [], []
     for src, dst, plot in tqdm(jobs, desc="files", unit="file", disable=quiet or not batch):
         try:
-            check_output(dst, args.format, args.force)
             if plot is not None:
                 check_plot_path(plot, args.force)
-            common = dict(device=args.device, recon=recon, fmt=args.format,
-                          bit_depth=args.bit_depth, force=args.force, mono=args.mono,
-                          sr=args.sr, progress=not quiet and not batch,
-                          keep_mels=plot is not None)
-            if args.to is not None:
-                summary = tconv.convert_trained_file(src, dst, settings, models=models,
-                                                     cache=cache, **common)
-                cfg = cache.mel_config(tconv.choose_converter(
-                    models, targets[0].genre, summary["source_genre"])[0])
-            else:
-                summary = reference.convert_reference_file(
-                    src, args.like, dst, seed=args.seed, strength=args.strength, **common,
-                    **kwargs)
-                cfg = MelConfig()
-            mels = summary.pop("_mels", None)
-            if plot is not None and mels is not None:
-                title = f"{Path(src).name} -> {label}"
-                plot_conversion(plot, input_mel=mels["input"], output_mel=mels["output"],
-                                reference_mel=mels.get("reference"), cfg=cfg, title=title)
+            request = pipeline.Request(Path(src), _output_options(args, Path(dst)), settings,
+                                       recon, mono=args.mono, device=args.device,
+                                       progress=not quiet and not batch)
+            result = pipeline.run(request, **context)
+            summary = result.summary
+            if plot is not None:
+                plot_conversion(plot, input_mel=result.mels["input"],
+                                output_mel=result.mels["output"],
+                                reference_mel=result.mels.get("reference"),
+                                cfg=result.mel_config, title=f"{Path(src).name} -> {label}")
                 summary["plot"] = str(plot)
         except GenreshiftError as e:
             if not batch:
@@ -451,6 +464,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             failed.append({"input": str(src), "error": str(e)})
             continue
         summaries.append(summary)
+        _print_warnings(summary)
         if not quiet:
             _print_summary(summary, tqdm.write if batch else print)
     if args.json:
@@ -592,7 +606,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    from genreshift.inference.evaluate import METHODS
+    from genreshift.inference import EVALUATE_METHODS as METHODS
 
     p = sub.add_parser(
         "evaluate", help="measure a conversion method on a paired synthetic corpus",

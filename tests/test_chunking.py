@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -72,7 +74,7 @@ def test_plan_covers_and_weights_sum_to_one(frames: int, window: int, overlap: i
         fa, fb = a.fade_out
         assert fa - b.start >= margin and a.stop - fb >= margin  # fade keeps off the edges
     for w in plan:
-        total[w.start:w.stop] += chunking.window_weights(w, dtype=torch.float64)
+        total[w.start:w.stop] += torch.from_numpy(chunking.window_weights(w, dtype=np.float64))
     torch.testing.assert_close(total, torch.ones(frames, dtype=torch.float64), rtol=0,
                                atol=1e-12)
 

@@ -168,8 +168,8 @@ def test_warm_start_takes_the_weights_and_refuses_other_domains(paired_meldir: P
                                                                 tmp_path: Path) -> None:
     """--init-from: a new run starts from another run's weights (not from its seed), records
     where they came from, and refuses a file of other domains or a changed init on resume."""
-    from genreshift.errors import GenreshiftError
     from genreshift.checkpoint import read_checkpoint
+    from genreshift.errors import GenreshiftError
 
     small = dict(generator=GeneratorConfig(channels=4, n_res=1, core_channels=16),
                  discriminator=DiscriminatorConfig(channels=4, n_layers=2), progress=False)

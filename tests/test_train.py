@@ -16,13 +16,13 @@ import soundfile as sf
 import torch
 from conftest import ROOT, music_like
 
+from genreshift import checkpoint as ckpt
 from genreshift import cli
 from genreshift.errors import GenreshiftError
 from genreshift.models.config import ClassifierConfig, DiscriminatorConfig, GeneratorConfig
 from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator
-from genreshift import checkpoint as ckpt
-from genreshift.train import cyclegan
+from genreshift.train import cyclegan, loop
 from genreshift.train import runtime as rtm
 from genreshift.train.classifier import train_classifier
 from genreshift.train.config import ClassifierTrainConfig, TrainConfig
@@ -142,6 +142,26 @@ def test_image_pool_mixes_history_and_resumes() -> None:
         assert torch.equal(again.query(torch.full((4, 2, 2), 9.0)), o)
 
 
+def test_restore_continues_or_restarts_the_random_streams() -> None:
+    """Resumed by as many processes, a rank's streams continue exactly; by another number they
+    cannot, and each restarts from (seed, rank, stream, step): reproducible for that count."""
+    cpu = torch.device("cpu")
+    pool = ImagePool(3, seed=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    ck = {"resume": {"step": 7, "opt": opt.state_dict(),
+                     "ranks": [{"rng": rtm.rng_state(cpu), "pool": pool.state_dict()}]},
+          "provenance": {"train_seconds": 12.5}}
+    same = ImagePool(3, seed=99)
+    assert loop.restore(ck, rtm.Runtime(cpu), parts={"opt": opt}, scaler=None,
+                        streams={"pool": (same, 2)}, seed=0) == (7, 12.5)
+    assert torch.equal(same.generator.get_state(), pool.generator.get_state())
+    other = ImagePool(3, seed=99)
+    loop.restore(ck, rtm.Runtime(cpu, rank=1, world_size=2), parts={}, scaler=None,
+                 streams={"pool": (other, 2)}, seed=0)
+    expected = torch.Generator().manual_seed(rtm.derive_seed(0, 1, 2, 7))
+    assert torch.equal(other.generator.get_state(), expected.get_state())
+
+
 def test_resolve_domains() -> None:
     genres = ["blues", "jazz", "rock", "pop"]
     a, b = rtm.resolve_domains(genres, "rest", "jazz")
@@ -234,6 +254,12 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(meldir: Path, tmp_pat
     b = torch.load(tmp_path / "split" / "resume.pt", weights_only=True)["resume"]["opt_g"]
     for k in a["state"]:
         assert torch.equal(a["state"][k]["exp_avg_sq"], b["state"][k]["exp_avg_sq"])
+    # The layout that runs in progress were written with, so that they can be resumed.
+    stored = ckpt.read_checkpoint(tmp_path / "split" / "resume.pt", role="resume")["resume"]
+    assert set(stored) == {"step", "train_config", "discriminator_config", "d_a", "d_b", "opt_g",
+                           "opt_d", "sched_g", "sched_d", "scaler", "real_data", "init_from",
+                           "ranks"}
+    assert set(stored["ranks"][0]) == {"rng", "sampler_a", "sampler_b", "pool_a", "pool_b"}
 
 
 def test_classifier_stop_and_resume_matches(meldir: Path, tmp_path: Path) -> None:
@@ -251,6 +277,23 @@ def test_classifier_stop_and_resume_matches(meldir: Path, tmp_path: Path) -> Non
         assert torch.equal(v, ckpt.unwrap(resumed.model).state_dict()[k]), k
     loaded = ckpt.load_classifier(tmp_path / "split" / "classifier.pt")
     assert loaded.genres == list(GENRES)
+    stored = ckpt.read_checkpoint(tmp_path / "split" / "resume.pt", kind="classifier",
+                                  role="resume")["resume"]
+    assert set(stored) == {"step", "train_config", "opt", "sched", "scaler", "ranks"}
+    assert set(stored["ranks"][0]) == {"rng", "sampler"}
+    # The refusals of the converter runs hold for the classifier too.
+    again = {"config": cfg, "model": model, "progress": False}
+    with pytest.raises(GenreshiftError, match="already holds a run"):
+        train_classifier(meldir, tmp_path / "split", **again)
+    with pytest.raises(GenreshiftError, match="lr: 0.001 in the run vs 0.01 now"):
+        train_classifier(meldir, tmp_path / "split", resume=True,
+                         **{**again, "config": replace(cfg, lr=1e-2)})
+    with pytest.raises(GenreshiftError, match="classifier config does not match.*channels"):
+        train_classifier(meldir, tmp_path / "split", resume=True,
+                         **{**again, "model": replace(model, channels=8)})
+    with pytest.raises(GenreshiftError, match="the run classifies bright, dark, noisy"):
+        train_classifier(meldir, tmp_path / "split", genres=["bright", "dark"], resume=True,
+                         **again)
 
 
 def test_resume_refuses_other_data_settings(meldir: Path, tmp_path: Path) -> None:

@@ -23,12 +23,12 @@ import soundfile as sf
 from conftest import ROOT, music_like
 from fastapi.testclient import TestClient
 
+from genreshift import checkpoint as ckpt
+from genreshift.checkpoint import Domain
 from genreshift.models.classifier import GenreClassifier
 from genreshift.models.config import ClassifierConfig, GeneratorConfig
 from genreshift.models.generator import Generator
 from genreshift.spectral import MelConfig
-from genreshift import checkpoint as ckpt
-from genreshift.checkpoint import Domain
 from genreshift.web.app import create_app
 
 GENRES = ("classical", "jazz", "rock")
@@ -173,7 +173,9 @@ def test_convert_and_download_every_format(client: TestClient, song: bytes) -> N
     r = client.get(s["links"]["original"])
     assert r.status_code == 200 and r.content == song and r.headers["content-type"] == "audio/wav"
     original = sf.read(io.BytesIO(song))[0]
-    for fmt, subtype in (("wav", "PCM_16"), ("flac", "PCM_16"), ("mp3", "MPEG_LAYER_III")):
+    # the upload is 24-bit: the result keeps it (the FLAC export, encoded from the WAV by
+    # web/jobs.py's export, is still written at the default 16 bits)
+    for fmt, subtype in (("wav", "PCM_24"), ("flac", "PCM_24"), ("mp3", "MPEG_LAYER_III")):
         r = client.get(s["links"]["downloads"][fmt])
         assert r.status_code == 200, r.text
         assert r.headers["content-disposition"] == f'attachment; filename="My_Song.jazz.{fmt}"'
@@ -290,6 +292,39 @@ def test_bad_parameters(client: TestClient, song: bytes) -> None:
     assert "'fmt'" in error_of(client.get(f"/api/jobs/{'A' * 32}/result/ogg"), 422)
     assert "not allowed" in error_of(client.put("/api/jobs"), 405)
     assert error_of(client.get("/api/nothing"), 404)
+
+
+def test_status_comes_from_the_error_kind(client: TestClient, song: bytes, monkeypatch
+                                          ) -> None:
+    from genreshift.errors import AudioError, GenreshiftError
+    from genreshift.web import app as webapp
+
+    # the same words, three kinds, three statuses
+    text = "{p}: ffmpeg cannot decode it (invalid data); is it really audio?"
+    for kind, status in (("unsupported_format", 415), ("bad_input", 400), ("too_large", 413)):
+        def load(path, kind=kind, **_):
+            raise AudioError(text.format(p=path), kind=kind)
+        monkeypatch.setattr(webapp, "load_song", load)
+        message = error_of(post_job(client, song, name="tune.wav", genre="jazz"), status)
+        assert message.startswith("'tune.wav': ")  # the user's name, not the server's path
+        assert str(client.app.state.manager.root) not in message
+    monkeypatch.undo()
+
+    # a setting's error names the form field, from the error's parts, not its wording
+    def parse(text):
+        raise GenreshiftError("'x' is not a number; write genre:weight, e.g. jazz:0.6",
+                              kind="bad_option", option="to", value=text)
+    monkeypatch.setattr(webapp.tconv, "parse_targets", parse)
+    assert error_of(post_job(client, song, genre="jazz:x"), 422) == (
+        "genre 'jazz:x': 'x' is not a number; write genre:weight, e.g. jazz:0.6")
+
+    # the server's own fault: 500, and nothing of the server's files in the answer
+    def broken(genre):
+        raise GenreshiftError(f"{client.app.state.manager.root}/models: no space left",
+                              kind="output")
+    monkeypatch.setattr(webapp.tconv, "parse_targets", broken)
+    message = error_of(post_job(client, song, genre="jazz"), 500)
+    assert "could not write" in message and "/" not in message
 
 
 def test_size_and_duration_limits(tiny_models: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genreshift.data import DEFAULT_SYNTH_GENRES, SYNTH_GENRES
 from genreshift.data.melodies import CHORD_QUALITIES, ChordSpan, LeadSheet
 
 LEAD, COMP, BASS, PAD, COMP2, COUNTER, DRUMS = 0, 1, 2, 3, 4, 5, 9
@@ -1039,8 +1040,10 @@ GENRES: dict[str, ArrangeFn] = {
     "metal": metal,
     "lofi": lofi,
 }
+if tuple(GENRES) != SYNTH_GENRES:  # the parser lists SYNTH_GENRES without importing this
+    raise RuntimeError("genreshift.data.SYNTH_GENRES and arrangements.GENRES disagree")
 # What `genreshift data synth` renders unless told otherwise: the five genres.
-DEFAULT_GENRES: tuple[str, ...] = ("classical", "jazz", "rock", "electronic", "hiphop")
+DEFAULT_GENRES: tuple[str, ...] = DEFAULT_SYNTH_GENRES
 
 
 def arrange(sheet: LeadSheet, genre: str, rng: np.random.Generator) -> Arrangement:

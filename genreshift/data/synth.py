@@ -40,7 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genreshift.audio import integrated_loudness, normalize_loudness, save_audio
+from genreshift.audio import (
+    integrated_loudness,
+    k_weighting_sections,
+    normalize_loudness,
+    save_audio,
+)
 from genreshift.data.arrangements import (
     DEFAULT_GENRES,
     DRUM_BANK,
@@ -291,31 +296,6 @@ def _render_events(font, notes: Iterable, n: int, sample_rate: int) -> np.ndarra
     return out
 
 
-@lru_cache(maxsize=4)
-def _k_weighting(sample_rate: int) -> np.ndarray:
-    """ITU-R BS.1770 K-weighting (high shelf +4 dB at 1.5 kHz, high pass at 38 Hz) as
-    second-order sections for ``sample_rate``, by the RBJ formulas pyloudnorm uses too."""
-    sections = []
-    for kind, gain_db, q, fc in (("shelf", 4.0, 1 / math.sqrt(2), 1500.0),
-                                 ("highpass", 0.0, 0.5, 38.0)):
-        a_ = 10.0 ** (gain_db / 40.0)
-        w0 = 2.0 * math.pi * fc / sample_rate
-        alpha = math.sin(w0) / (2.0 * q)
-        cw = math.cos(w0)
-        if kind == "shelf":
-            b = [a_ * ((a_ + 1) + (a_ - 1) * cw + 2 * math.sqrt(a_) * alpha),
-                 -2 * a_ * ((a_ - 1) + (a_ + 1) * cw),
-                 a_ * ((a_ + 1) + (a_ - 1) * cw - 2 * math.sqrt(a_) * alpha)]
-            a = [(a_ + 1) - (a_ - 1) * cw + 2 * math.sqrt(a_) * alpha,
-                 2 * ((a_ - 1) - (a_ + 1) * cw),
-                 (a_ + 1) - (a_ - 1) * cw - 2 * math.sqrt(a_) * alpha]
-        else:
-            b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
-            a = [1 + alpha, -2 * cw, 1 - alpha]
-        sections.append([x / a[0] for x in b] + [1.0] + [x / a[0] for x in a[1:]])
-    return np.array(sections)
-
-
 def stem_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """Gated K-weighted loudness of a mono [samples] signal, in LUFS.
 
@@ -325,7 +305,7 @@ def stem_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """
     from scipy.signal import sosfilt
 
-    weighted = sosfilt(_k_weighting(sample_rate), audio)
+    weighted = sosfilt(k_weighting_sections(sample_rate), audio)
     block = int(0.4 * sample_rate)
     n_blocks = len(weighted) // block
     if n_blocks == 0:

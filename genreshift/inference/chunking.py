@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 from tqdm.auto import tqdm
 
 from genreshift import spectral
@@ -57,7 +57,9 @@ def gl_margin_frames(cfg: MelConfig) -> int:
 # every chunk covering a frame starts it from the same phase.
 _PHASE_BLOCK = 64
 
-MelFn = Callable[[torch.Tensor], torch.Tensor]
+# A mel -> mel function on numpy arrays (trained mode) or torch tensors (reference mode, which
+# optimises with autograd): apply_windowed works with either and keeps the input's kind.
+MelFn = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -114,46 +116,60 @@ def plan_windows(frames: int, window: int, overlap: int, margin: int = 0) -> lis
     return windows
 
 
-def _ramp(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _ramp(n: int) -> np.ndarray:
     """n weights rising from ~0 to ~1 (sin², sampled at half-frame offsets), so that
-    ramp + ramp.flip(0) == 1 exactly in exact arithmetic."""
-    t = (torch.arange(n, device=device, dtype=torch.float64) + 0.5) / n
-    return torch.sin(0.5 * math.pi * t).pow(2).to(dtype)
+    ramp + ramp[::-1] == 1 exactly in exact arithmetic."""
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    return np.sin(0.5 * math.pi * t) ** 2
 
 
-def window_weights(win: Window, *, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32, scale: int = 1) -> torch.Tensor:
+def window_weights(win: Window, *, dtype: Any = np.float32, scale: int = 1) -> np.ndarray:
     """Weights [win.length * scale] of one window's output; over all windows of a plan they
     add up to 1 at every position. ``scale`` > 1 gives the same weights at ``scale`` positions
     per frame (samples per hop, for waveforms)."""
-    device = torch.device(device)
-    w = torch.ones(win.length * scale, device=device, dtype=dtype)
+    w = np.ones(win.length * scale, dtype=np.float64)
     a, b = win.fade_in
     if b > a:
-        w[(a - win.start) * scale:(b - win.start) * scale] = _ramp((b - a) * scale, device, dtype)
+        w[(a - win.start) * scale:(b - win.start) * scale] = _ramp((b - a) * scale)
         w[:(a - win.start) * scale] = 0.0
     a, b = win.fade_out
     if b > a:
-        down = 1.0 - _ramp((b - a) * scale, device, torch.float64)
-        w[(a - win.start) * scale:(b - win.start) * scale] = down.to(dtype)
+        w[(a - win.start) * scale:(b - win.start) * scale] = 1.0 - _ramp((b - a) * scale)
         w[(b - win.start) * scale:] = 0.0
-    return w
+    return w.astype(dtype)
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int]:
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _pad_to_multiple(x: Any, multiple: int) -> tuple[Any, int]:
     extra = (-x.shape[-1]) % multiple
     if extra == 0:
         return x, 0
     # Reflection continues the music; replicate where the window is too short to reflect.
-    mode = "reflect" if x.shape[-1] > extra else "replicate"
-    flat = x.reshape(-1, *x.shape[-2:])
-    padded = torch.nn.functional.pad(flat, (0, extra), mode=mode)
-    return padded.reshape(*x.shape[:-1], x.shape[-1] + extra), extra
+    reflect = x.shape[-1] > extra
+    if _is_tensor(x):
+        import torch.nn.functional as F  # a tensor came in, so torch is loaded already
+
+        flat = x.reshape(-1, *x.shape[-2:])
+        padded = F.pad(flat, (0, extra), mode="reflect" if reflect else "replicate")
+        return padded.reshape(*x.shape[:-1], x.shape[-1] + extra), extra
+    widths = [(0, 0)] * (x.ndim - 1) + [(0, extra)]
+    return np.pad(x, widths, mode="reflect" if reflect else "edge"), extra
+
+
+def _weights_like(win: Window, y: Any) -> Any:
+    if _is_tensor(y):
+        import torch
+
+        return torch.from_numpy(window_weights(win, dtype=np.float64)).to(y.device, y.dtype)
+    return window_weights(win, dtype=y.dtype)
 
 
 def apply_windowed(
     fn: MelFn,
-    mel: torch.Tensor,
+    mel: Any,
     *,
     window: int,
     overlap: int,
@@ -161,9 +177,10 @@ def apply_windowed(
     pad_multiple: int = 1,
     progress: bool = False,
     desc: str = "windows",
-) -> torch.Tensor:
+) -> Any:
     """Apply a mel -> mel function [..., n_mels, w] -> [..., n_mels, w] to a log-mel of any
-    length, window by window, cross-faded; returns [..., n_mels, frames] like ``mel``.
+    length (numpy array or torch tensor), window by window, cross-faded; returns
+    [..., n_mels, frames] of the same kind as ``mel``.
 
     ``fn`` is only ever called on windows of at most ``window`` frames (plus up to
     ``pad_multiple - 1`` frames of reflection padding, for networks that need a length
@@ -175,7 +192,12 @@ def apply_windowed(
         x, extra = _pad_to_multiple(mel, pad_multiple)
         y = fn(x)
         return y[..., :frames] if extra else y
-    out = torch.zeros_like(mel)
+    if _is_tensor(mel):
+        import torch
+
+        out = torch.zeros_like(mel)
+    else:
+        out = np.zeros_like(mel)
     for win in tqdm(plan, desc=desc, disable=not progress, leave=False):
         x, extra = _pad_to_multiple(mel[..., win.start:win.stop], pad_multiple)
         y = fn(x)
@@ -184,31 +206,29 @@ def apply_windowed(
         if y.shape != x[..., :win.length].shape:
             raise ValueError(f"the windowed function changed the shape {tuple(x.shape)} -> "
                              f"{tuple(y.shape)}; it must map mel to mel of the same size")
-        w = window_weights(win, device=y.device, dtype=y.dtype)
-        out[..., win.start:win.stop] += y.to(out.device) * w.to(out.device)
+        out[..., win.start:win.stop] += y * _weights_like(win, y)
     return out
 
 
-def _random_phase(n_freq: int, start: int, stop: int, seed: int, dtype: torch.dtype
-                  ) -> torch.Tensor:
+def _random_phase(n_freq: int, start: int, stop: int, seed: int) -> np.ndarray:
     """Unit complex [n_freq, stop - start]: the random phase of frames [start, stop), drawn per
     block of frames from (seed, block) so that it does not depend on where a chunk starts."""
     cols = []
     for block in range(start // _PHASE_BLOCK, (stop - 1) // _PHASE_BLOCK + 1):
-        gen = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + block)
-        theta = torch.rand(n_freq, _PHASE_BLOCK, generator=gen, dtype=dtype) * (2 * math.pi)
+        rng = np.random.default_rng([seed, block])
+        theta = rng.random((n_freq, _PHASE_BLOCK)) * (2 * math.pi)
         lo = max(start, block * _PHASE_BLOCK) - block * _PHASE_BLOCK
         hi = min(stop, (block + 1) * _PHASE_BLOCK) - block * _PHASE_BLOCK
         cols.append(theta[:, lo:hi])
-    theta = torch.cat(cols, dim=1)
-    return torch.polar(torch.ones_like(theta), theta)
+    return np.exp(1j * np.concatenate(cols, axis=1)).astype(np.complex64)
 
 
+@spectral._bridge
 def mel_to_wav_chunked(
-    logmel: torch.Tensor,
+    logmel: np.ndarray,
     cfg: MelConfig,
     *,
-    phase: torch.Tensor | None = None,
+    phase: np.ndarray | None = None,
     length: int | None = None,
     seed: int = 0,
     window: int = GL_WINDOW_FRAMES,
@@ -216,7 +236,7 @@ def mel_to_wav_chunked(
     margin: int | None = None,
     progress: bool = False,
     **gl: Any,
-) -> torch.Tensor:
+) -> np.ndarray:
     """:func:`genreshift.spectral.mel_to_wav` with memory bounded by ``window`` frames.
 
     Log-mel [..., n_mels, frames] (and ``phase``, a complex STFT [..., n_freq, frames] whose
@@ -240,21 +260,22 @@ def mel_to_wav_chunked(
         # edge would miss those samples.
         raise ValueError(f"Griffin-Lim chunks need margin >= 1 frame, got {margin}")
     plan = plan_windows(frames, window, overlap, margin)
-    out = torch.zeros(*logmel.shape[:-2], length, device=logmel.device, dtype=logmel.dtype)
+    logmel = np.asarray(logmel)
+    out = np.zeros((*logmel.shape[:-2], length), dtype=logmel.dtype)
     for win in tqdm(plan, desc="reconstruct", unit="chunk", disable=not progress, leave=False):
         if phase is not None:
             init = phase[..., win.start:win.stop]
         else:
-            init = _random_phase(cfg.n_freq, win.start, win.stop, seed, logmel.dtype)
-            init = init.to(logmel.device).expand(*logmel.shape[:-2], *init.shape)
+            init = _random_phase(cfg.n_freq, win.start, win.stop, seed)
+            init = np.broadcast_to(init, (*logmel.shape[:-2], *init.shape))
         last = win.stop == frames
         # A chunk's centred frames cover samples [start * hop, (stop - 1) * hop); the last one
         # runs on to the song's own length, as the one-piece inverse would.
         n = length - win.start * hop if last else (win.length - 1) * hop
         wav = spectral.mel_to_wav(logmel[..., win.start:win.stop], cfg, phase=init, length=n,
                                   seed=seed, **gl)
-        w = window_weights(win, device=wav.device, dtype=wav.dtype, scale=hop)
+        w = window_weights(win, dtype=wav.dtype, scale=hop)
         if n > w.shape[0]:
-            w = torch.cat([w, w.new_ones(n - w.shape[0])])
+            w = np.concatenate([w, np.ones(n - w.shape[0], dtype=w.dtype)])
         out[..., win.start * hop:win.start * hop + n] += wav * w[:n]
     return out

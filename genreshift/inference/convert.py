@@ -18,35 +18,39 @@ Converting a song:
 
    so strength 0 gives the input back (reconstructed), strength 1 with one target is the full
    conversion, and ``jazz:0.6,rock:0.4`` mixes the two conversions' changes;
-4. the change the mid received is given to every channel (the stereo image is kept, as in
-   reference mode) and the result is reconstructed from the input's phase (pipeline).
+4. the pipeline gives the change the mid received to every channel (the stereo image is
+   kept) and reconstructs from the input's own STFT (pipeline.run).
+
+The networks run under onnxruntime from the ``.onnx`` files that ``train export`` writes next to
+each ``.pt`` (inference/runtime.py), so trained mode never imports torch; a ``.pt`` without a
+current ``.onnx``, or ``--device cuda``, runs with torch instead.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 from genreshift import audio as gaudio
 from genreshift.errors import GenreshiftError
 from genreshift.inference import chunking
 from genreshift.inference.pipeline import (
+    Change,
+    OutputOptions,
     ReconstructionConfig,
-    analyse,
-    apply_mid_change,
-    check_output,
-    load_song,
-    mid_mel,
+    Request,
+    Song,
+    Timings,
     resolve_device,
-    synthesise,
-    write_output,
+    run,
 )
+from genreshift.models.config import GeneratorConfig
 from genreshift.spectral import MelConfig
 
 # Generator windows. The converters are trained on 128-frame windows (~3 s) and instance norm
@@ -63,8 +67,8 @@ MIN_WINDOW = 64
 def overlap_for(window: int) -> int:
     """The overlap used with a generator window: DEFAULT_OVERLAP, less for short windows."""
     if window < MIN_WINDOW:
-        raise GenreshiftError(f"--window {window}: the generator window must be at least "
-                              f"{MIN_WINDOW} frames (~1.5 s)")
+        raise GenreshiftError(f"the generator window must be at least {MIN_WINDOW} frames "
+                              "(~1.5 s)", kind="bad_option", option="window", value=window)
     return min(DEFAULT_OVERLAP, window // 3)
 
 MODELS_ENV = "GENRESHIFT_MODELS"
@@ -103,20 +107,22 @@ def parse_targets(text: str) -> list[Target]:
     for part in text.split(","):
         part = part.strip()
         if not part:
-            raise GenreshiftError(f"--to '{text}': empty genre; write e.g. jazz or "
-                                  "jazz:0.6,rock:0.4")
+            raise GenreshiftError("empty genre; write e.g. jazz or jazz:0.6,rock:0.4",
+                                  kind="bad_option", option="to", value=text)
         name, sep, weight = part.partition(":")
         name = name.strip().lower()
         try:
             w = float(weight) if sep else 1.0
         except ValueError:
-            raise GenreshiftError(f"--to '{text}': '{weight}' is not a number; write "
-                                  "genre:weight, e.g. jazz:0.6,rock:0.4") from None
+            raise GenreshiftError(f"'{weight}' is not a number; write genre:weight, e.g. "
+                                  "jazz:0.6,rock:0.4", kind="bad_option", option="to",
+                                  value=text) from None
         if not math.isfinite(w) or w <= 0:
-            raise GenreshiftError(f"--to '{text}': the weight of {name} must be a positive "
-                                  f"number, got {weight}")
+            raise GenreshiftError(f"the weight of {name} must be a positive number, got "
+                                  f"{weight}", kind="bad_option", option="to", value=text)
         if any(t.genre == name for t in targets):
-            raise GenreshiftError(f"--to '{text}': {name} is named twice")
+            raise GenreshiftError(f"{name} is named twice", kind="bad_option", option="to",
+                                  value=text)
         targets.append(Target(name, w))
     total = sum(t.weight for t in targets)
     return [Target(t.genre, t.weight / total) for t in targets]
@@ -124,8 +130,9 @@ def parse_targets(text: str) -> list[Target]:
 
 def check_strength(strength: float) -> float:
     if not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):
-        raise GenreshiftError(f"--strength {strength}: choose a value from 0 (the input, "
-                              "reconstructed) to 1 (the full conversion)")
+        raise GenreshiftError("choose a value from 0 (the input, reconstructed) to 1 (the "
+                              "full conversion)", kind="bad_option", option="strength",
+                              value=strength)
     return float(strength)
 
 
@@ -142,6 +149,16 @@ class ModelInfo:
     b_name: str
     b_genres: tuple[str, ...]
     steps: int | None
+    mel_config: MelConfig = MelConfig()
+    model_config: GeneratorConfig | None = None
+    onnx: tuple[tuple[str, Path], ...] = ()  # (direction, file) of current ONNX exports
+
+    @property
+    def stride(self) -> int:
+        return self.model_config.stride if self.model_config is not None else 1
+
+    def onnx_file(self, direction: str) -> Path | None:
+        return dict(self.onnx).get(direction)
 
     def sides(self) -> list[tuple[str, tuple[str, ...], str, tuple[str, ...]]]:
         """(target name, target genres, source name, source genres) for each direction."""
@@ -182,13 +199,59 @@ class ModelSet:
         return known
 
 
-def _model_info(path: Path, ck: dict) -> ModelInfo:
+def _model_info(path: Path, ck: dict, onnx: tuple[tuple[str, Path], ...] = ()) -> ModelInfo:
     from genreshift.checkpoint import Domain
 
-    a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
+    try:
+        a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
+        mel = MelConfig.from_dict(ck["mel_config"])
+        model = GeneratorConfig.stored(ck["model_config"])
+    except (KeyError, TypeError) as e:
+        raise GenreshiftError(f"{path}: converter checkpoint lacks {e}; the file is "
+                              "damaged") from None
     steps = ck.get("provenance", {}).get("steps")
     return ModelInfo(path=path, a_name=a.name, a_genres=a.genres, b_name=b.name,
-                     b_genres=b.genres, steps=int(steps) if steps is not None else None)
+                     b_genres=b.genres, steps=int(steps) if steps is not None else None,
+                     mel_config=mel, model_config=model, onnx=onnx)
+
+
+def onnx_exports(pt: Path) -> tuple[dict, tuple[tuple[str, Path], ...]] | None:
+    """(header, ((direction, file), ...)) of the current ONNX exports of ``pt`` (direction ""
+    for a classifier), or None when there are none, or one is stale or damaged: the .pt (the
+    source of truth) is then read and run with torch."""
+    from genreshift import checkpoint
+
+    classifier = checkpoint.onnx_path(pt)
+    try:
+        if classifier.is_file():
+            return checkpoint.read_onnx_header(classifier), (("", classifier),)
+        header, files = None, []
+        for d in checkpoint.DIRECTIONS:
+            f = checkpoint.onnx_path(pt, d)
+            if f.is_file():
+                header = checkpoint.read_onnx_header(f)
+                files.append((d, f))
+        if header is None or {d for d, _ in files} != set(
+                checkpoint.onnx_directions(header["domains"])):
+            return None
+        return header, tuple(files)
+    except (GenreshiftError, KeyError, TypeError):
+        return None
+
+
+def _read_header(path: Path, kind: str | None = None) -> tuple[dict, tuple[tuple[str, Path], ...]]:
+    """A .pt file's header and its current ONNX exports: read from the ONNX files when they
+    are current (no torch needed), else from the .pt itself (torch.load)."""
+    from genreshift import checkpoint
+
+    found = onnx_exports(path)
+    if found is not None:
+        header, files = found
+        if kind is not None and header.get("kind") != kind:
+            raise GenreshiftError(f"{path} is a {header.get('kind')} checkpoint, but a {kind} "
+                                  "checkpoint is needed here")
+        return header, files
+    return checkpoint.read_checkpoint(path, kind=kind), ()
 
 
 def scan_models(models_dir: str | Path | None = None, *,
@@ -196,15 +259,13 @@ def scan_models(models_dir: str | Path | None = None, *,
     """Read the headers of the checkpoints in ``models_dir`` (default: default_models_dir())
     and of the explicit ``model_files``. Explicit files must be valid converters; a bad file
     in the directory is skipped and reported in ``skipped``."""
-    from genreshift.checkpoint import read_checkpoint
-
     converters: list[ModelInfo] = []
     classifier: Path | None = None
     classifier_genres: tuple[str, ...] = ()
     skipped: list[str] = []
     for f in model_files:
-        ck = read_checkpoint(f, kind="converter")
-        converters.append(_model_info(Path(f), ck))
+        ck, onnx = _read_header(Path(f), kind="converter")
+        converters.append(_model_info(Path(f), ck, onnx))
     origin = "option" if models_dir is not None else \
         "env" if os.environ.get(MODELS_ENV) else "default"
     folder: Path | None = None
@@ -215,13 +276,13 @@ def scan_models(models_dir: str | Path | None = None, *,
                                   "the converter checkpoints (*.pt)")
         for f in sorted(d.glob("*.pt")) if d.is_dir() else []:
             try:
-                ck = read_checkpoint(f)
+                ck, onnx = _read_header(f)
+                if ck.get("kind") == "converter":
+                    converters.append(_model_info(f, ck, onnx))
             except GenreshiftError as e:
                 skipped.append(str(e))
                 continue
-            if ck.get("kind") == "converter":
-                converters.append(_model_info(f, ck))
-            elif ck.get("kind") == "classifier" and classifier is None:
+            if ck.get("kind") == "classifier" and classifier is None:
                 classifier = f
                 classifier_genres = tuple(str(g) for g in ck.get("genres", ()))
     else:
@@ -229,7 +290,7 @@ def scan_models(models_dir: str | Path | None = None, *,
         cls = d / "classifier.pt"
         if cls.is_file():
             try:
-                ck = read_checkpoint(cls, kind="classifier")
+                ck, _ = _read_header(cls, kind="classifier")
                 classifier, classifier_genres = cls, tuple(str(g) for g in ck["genres"])
             except GenreshiftError as e:
                 skipped.append(str(e))
@@ -304,36 +365,77 @@ def choose_converter(models: ModelSet, target: str, source: str | None
 # --------------------------------------------------------------------------- loaded models
 
 
+class _TorchGenerator:
+    """A torch generator as a numpy function (a .pt without a current .onnx, or CUDA)."""
+
+    def __init__(self, module: Any, device: str) -> None:
+        self.module, self.device = module, device
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            y = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        return y.float().cpu().numpy()
+
+
+class _TorchClassifier:
+    def __init__(self, loaded: Any, device: str) -> None:
+        self.loaded, self.device = loaded, device
+        self.genres = list(loaded.genres)
+        self.mel_config = loaded.mel_config
+
+    def classify_clip(self, mel: np.ndarray) -> np.ndarray:
+        import torch
+
+        from genreshift.models.classifier import classify_clip
+
+        with torch.inference_mode():
+            probs = classify_clip(self.loaded.model, torch.from_numpy(
+                np.ascontiguousarray(mel)).to(self.device))
+        return probs.float().cpu().numpy()
+
+
 class ModelCache:
-    """Loads each checkpoint once per process (the web app and batches reuse it)."""
+    """Loads each network once per process (the web app and batches reuse it): the ONNX
+    export under onnxruntime on CPU where there is a current one, else torch."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._converters: dict[Path, object] = {}
-        self._classifier: dict[Path, object] = {}
+    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
+        self.device = str(device)
+        self.threads = threads  # onnxruntime intra-op threads (None: one per core)
+        self._generators: dict[tuple[Path, str], Callable[[np.ndarray], np.ndarray]] = {}
+        self._classifiers: dict[Path, Any] = {}
 
-    def generator(self, info: ModelInfo, direction: str) -> torch.nn.Module:
-        from genreshift.checkpoint import load_converter
+    def generator(self, info: ModelInfo, direction: str) -> Callable[[np.ndarray], np.ndarray]:
+        key = (info.path, direction)
+        if key not in self._generators:
+            onnx = info.onnx_file(direction)
+            if onnx is not None and self.device == "cpu":
+                from genreshift.inference.runtime import OnnxGenerator
 
-        if info.path not in self._converters:
-            self._converters[info.path] = load_converter(info.path, device=self.device)
-        conv = self._converters[info.path]
-        return conv.g_ab if direction == "ab" else conv.g_ba  # type: ignore[attr-defined]
+                self._generators[key] = OnnxGenerator(onnx, threads=self.threads)
+            else:
+                from genreshift.checkpoint import load_converter
 
-    def mel_config(self, info: ModelInfo) -> MelConfig:
-        self.generator(info, "ab")
-        return self._converters[info.path].mel_config  # type: ignore[attr-defined]
+                conv = load_converter(info.path, device=self.device)
+                for d, g in (("ab", conv.g_ab), ("ba", conv.g_ba)):
+                    self._generators[(info.path, d)] = _TorchGenerator(g, self.device)
+        return self._generators[key]
 
-    def stride(self, info: ModelInfo) -> int:
-        self.generator(info, "ab")
-        return self._converters[info.path].config.stride  # type: ignore[attr-defined]
+    def classifier(self, path: Path) -> Any:
+        """An object with ``genres``, ``mel_config`` and ``classify_clip(mel) -> probs``."""
+        if path not in self._classifiers:
+            found = onnx_exports(path) if self.device == "cpu" else None
+            if found is not None:
+                from genreshift.inference.runtime import OnnxClassifier
 
-    def classifier(self, path: Path):
-        from genreshift.checkpoint import load_classifier
+                self._classifiers[path] = OnnxClassifier(found[1][0][1], threads=self.threads)
+            else:
+                from genreshift.checkpoint import load_classifier
 
-        if path not in self._classifier:
-            self._classifier[path] = load_classifier(path, device=self.device)
-        return self._classifier[path]
+                self._classifiers[path] = _TorchClassifier(
+                    load_classifier(path, device=self.device), self.device)
+        return self._classifiers[path]
 
 
 # Below this top probability the detected genre is reported as uncertain and not used to pick
@@ -343,47 +445,44 @@ class ModelCache:
 UNCERTAIN_BELOW = 0.5
 
 
-def detect_genre(classifier, mel: torch.Tensor) -> tuple[str, float, dict[str, float]]:
+def detect_genre(classifier: Any, mel: np.ndarray) -> tuple[str, float, dict[str, float]]:
     """(genre, probability, all probabilities) for a mid log-mel [n_mels, frames]."""
-    from genreshift.models.classifier import classify_clip
-
-    with torch.inference_mode():
-        probs = classify_clip(classifier.model, mel.to(next(classifier.model.parameters()).device))
-    k = int(probs.argmax())
+    probs = classifier.classify_clip(mel)
+    k = int(np.argmax(probs))
     return (classifier.genres[k], float(probs[k]),
             {g: round(float(p), 4) for g, p in zip(classifier.genres, probs)})
 
 
-def blend_fn(generators: Sequence[tuple[torch.nn.Module, float]], strength: float
-             ) -> Callable[[torch.Tensor], torch.Tensor]:
+def blend_fn(generators: Sequence[tuple[Callable[[np.ndarray], np.ndarray], float]],
+             strength: float) -> Callable[[np.ndarray], np.ndarray]:
     """mel window [C, n_mels, w] -> x + strength * sum_i w_i (G_i(x) - x), in [-1, 1]."""
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        delta = torch.zeros_like(x)
+    def fn(x: np.ndarray) -> np.ndarray:
+        delta = np.zeros_like(x)
         for g, w in generators:
-            delta += w * (g(x) - x)
-        return (x + strength * delta).clamp(-1.0, 1.0)
+            delta += np.float32(w) * (g(x) - x)
+        return np.clip(x + np.float32(strength) * delta, -1.0, 1.0)
 
     return fn
 
 
-@torch.inference_mode()
-def convert_mel(mel: torch.Tensor, generators: Sequence[tuple[torch.nn.Module, float]], *,
+def convert_mel(mel: np.ndarray, generators: Sequence[tuple[Callable, float]], *,
                 strength: float = 1.0, stride: int = 4, window: int = DEFAULT_WINDOW,
                 overlap: int = DEFAULT_OVERLAP, margin: int = DEFAULT_MARGIN,
-                progress: bool = False) -> torch.Tensor:
+                progress: bool = False) -> np.ndarray:
     """Blend of converters over a log-mel [C, n_mels, frames] of any length (windowed)."""
     if window < 3 * overlap or overlap <= 2 * margin:
         raise GenreshiftError(f"generator window {window}, overlap {overlap}, margin {margin}: "
                               "need window >= 3 x overlap and overlap > 2 x margin")
+    mel = np.ascontiguousarray(mel, dtype=np.float32)
     if strength == 0.0:  # exactly the input (windowing would add rounding)
-        return mel.clone()
+        return mel.copy()
     return chunking.apply_windowed(blend_fn(generators, strength), mel, window=window,
                                    overlap=overlap, margin=margin, pad_multiple=stride,
                                    progress=progress, desc="convert")
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- the mode
 
 
 @dataclass(frozen=True)
@@ -405,24 +504,107 @@ def plan_targets(models: ModelSet, settings: TrainedSettings, source: str | None
 def check_genres(models: ModelSet, settings: TrainedSettings) -> None:
     """Fail before any work on an unknown target or source genre."""
     if not models.converters:
-        raise GenreshiftError(no_converters_message(models))
+        raise GenreshiftError(no_converters_message(models), kind="bad_model")
     available = models.targets()
     for t in settings.targets:
         if t.genre not in available:
             names = ", ".join(available) or "none"
             raise GenreshiftError(
                 f"unknown target genre '{t.genre}'; available: {names} "
-                "(`genreshift genres` lists them with their checkpoints)")
+                "(`genreshift genres` lists them with their checkpoints)", kind="bad_option",
+                option="to", value=t.genre)
     known = models.known_genres()
     if settings.source is not None and settings.source not in known:
-        raise GenreshiftError(f"--from '{settings.source}': unknown genre; the models know "
-                              f"{', '.join(sorted(known))}")
+        raise GenreshiftError(f"unknown genre; the models know {', '.join(sorted(known))}",
+                              kind="bad_option", option="from", value=settings.source)
     if settings.source is None and models.classifier is None:
         sources = {m.path for t in settings.targets for m in available[t.genre]}
         if len(sources) > 1:
             raise GenreshiftError(
                 "no genre classifier (classifier.pt) next to the converters to detect the "
-                "source genre; say it with --from GENRE")
+                "source genre; say which genre the song is", kind="bad_option", option="from")
+
+
+class TrainedMode:
+    """Trained mode's change: detect the source genre, choose the converters, run their blend
+    over windows of the mid log-mel."""
+
+    name = "trained"
+
+    def __init__(self, settings: TrainedSettings, *, models: ModelSet | None = None,
+                 cache: ModelCache | None = None, device: str = "auto",
+                 progress: bool = False) -> None:
+        self.settings = settings
+        self.models = models if models is not None else scan_models()
+        self.device = resolve_device(device)
+        self.cache = cache if cache is not None and cache.device == self.device \
+            else ModelCache(self.device)
+        self.progress = progress
+
+    def check(self) -> None:
+        check_strength(self.settings.strength)
+        check_genres(self.models, self.settings)
+        overlap_for(self.settings.window)
+
+    def change(self, song: Song, timings: Timings) -> Change:
+        settings, models, cache = self.settings, self.models, self.cache
+        # The source genre decides which converters apply, so the classifier runs first, on
+        # the mid at its own analysis settings (shared with the converters' when they agree).
+        clf = None
+        if models.classifier is not None:
+            with timings("models"):
+                clf = cache.classifier(models.classifier)
+        detected = None
+        if clf is not None:
+            with timings("mel"):
+                clf_mid = song.mid(clf.mel_config)
+            with timings("classify"):
+                detected = detect_genre(clf, clf_mid)
+        uncertain = (settings.source is None and detected is not None
+                     and detected[1] < UNCERTAIN_BELOW)
+        source = settings.source or (detected[0] if detected and not uncertain else None)
+
+        plan = plan_targets(models, settings, source)
+        first = plan[0][1]
+        mel_config = first.mel_config
+        gens = []
+        with timings("models"):
+            for target, info, direction in plan:
+                if info.mel_config != mel_config:
+                    raise GenreshiftError(
+                        f"{info.path} analyses audio differently from {first.path} (mel "
+                        "settings); blend converters trained on the same settings")
+                gens.append((cache.generator(info, direction), target.weight))
+        with timings("mel"):
+            mid = song.mid(mel_config)
+        with timings("generator"):
+            mid_out = convert_mel(mid[None], gens, strength=settings.strength,
+                                  stride=max(info.stride for _, info, _ in plan),
+                                  window=settings.window, overlap=settings.overlap,
+                                  progress=self.progress)[0]
+        notes = [f"the input is already {source}; the {t.genre} converter mostly leaves such "
+                 "input alone" for t, _, _ in plan if source is not None and source == t.genre]
+        info = {
+            "source_genre": source,
+            "source_given": settings.source is not None,
+            "source_confidence": round(detected[1], 4) if detected else None,
+            # "given", "detected", "uncertain" (top probability under UNCERTAIN_BELOW; the
+            # best guess is in source_guess) or "unknown" (no classifier)
+            "source_status": ("given" if settings.source is not None else "uncertain"
+                              if uncertain else "detected" if detected else "unknown"),
+            "source_guess": detected[0] if detected else None,
+            "source_probabilities": detected[2] if detected else None,
+            "targets": [{"genre": tg.genre, "weight": round(tg.weight, 4),
+                         "model": str(m.path),
+                         "direction": f"{m.a_name}->{m.b_name}" if d == "ab"
+                         else f"{m.b_name}->{m.a_name}",
+                         "runtime": "onnxruntime" if m.onnx_file(d) is not None
+                         and self.device == "cpu" else "torch"} for tg, m, d in plan],
+            "strength": settings.strength,
+            "device": self.device,
+            "notes": notes,
+        }
+        return Change(mel_config, mid, mid_out, info)
 
 
 def convert_trained_file(
@@ -440,108 +622,13 @@ def convert_trained_file(
     mono: bool = False,
     sr: int | None = None,
     progress: bool = False,
-    keep_mels: bool = False,
 ) -> dict:
-    """Convert ``src`` to ``settings.targets`` and write ``dst``; returns a summary (source
-    genre and confidence, the converters used, per-stage timings). Everything is checked
-    before the audio is decoded, and nothing is written on failure."""
-    dst, fmt = check_output(dst, fmt, force)
-    check_strength(settings.strength)
-    models = models if models is not None else scan_models()
-    check_genres(models, settings)
-    dev = resolve_device(device)
-    cache = cache if cache is not None and cache.device == dev else ModelCache(dev)
-    timings: dict[str, float] = {}
-
-    t = time.perf_counter()
-    audio, in_sr = load_song(src, mono=mono)
-    timings["load"] = time.perf_counter() - t
-
-    # The source genre decides which converters apply, so the classifier runs first, on its
-    # own analysis; the converters then share one analysis, the first planned target's (the
-    # classifier's is reused when the settings agree). Loading checkpoints (once per
-    # ModelCache) is a stage of its own.
-    t = time.perf_counter()
-    clf = cache.classifier(models.classifier) if models.classifier is not None else None
-    timings["models"] = time.perf_counter() - t
-    t = time.perf_counter()
-    clf_analysis = analyse(audio, in_sr, clf.mel_config, dev) if clf is not None else None
-    timings["mel"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    detected = detect_genre(clf, mid_mel(clf_analysis)) if clf is not None else None
-    uncertain = (settings.source is None and detected is not None
-                 and detected[1] < UNCERTAIN_BELOW)
-    source = settings.source or (detected[0] if detected and not uncertain else None)
-    timings["classify"] = time.perf_counter() - t
-
-    plan = plan_targets(models, settings, source)
-    first = plan[0][1]
-    t = time.perf_counter()
-    mel_config = cache.mel_config(first)
-    timings["models"] += time.perf_counter() - t
-    t = time.perf_counter()
-    analysis = (clf_analysis if clf is not None and clf.mel_config == mel_config
-                else analyse(audio, in_sr, mel_config, dev))
-    mid = mid_mel(analysis)
-    timings["mel"] += time.perf_counter() - t
-    gens = []
-    for target, info, direction in plan:
-        if cache.mel_config(info) != mel_config:
-            raise GenreshiftError(f"{info.path} analyses audio differently from {first.path} "
-                                  "(mel settings); blend converters trained on the same "
-                                  "settings")
-        gens.append((cache.generator(info, direction), target.weight))
-    stride = max(cache.stride(info) for _, info, _ in plan)
-    t = time.perf_counter()
-    mid_out = convert_mel(mid[None], gens, strength=settings.strength, stride=stride,
-                          window=settings.window, overlap=settings.overlap,
-                          progress=progress)[0]
-    mel_out = apply_mid_change(analysis.mel, mid, mid_out)
-    timings["generator"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    out = synthesise(mel_out, analysis, recon, progress=progress)
-    timings["reconstruction"] = time.perf_counter() - t
-    t = time.perf_counter()
-    written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
-                                        force=force, protect=(src,))
-    timings["write"] = time.perf_counter() - t
-    notes = []
-    for target, info, direction in plan:
-        if source is not None and source == target.genre:
-            notes.append(f"the input is already {source}; the {target.genre} converter "
-                         "mostly leaves such input alone")
-    summary = {
-        "input": str(src),
-        "output": str(written),
-        "mode": "trained",
-        "source_genre": source,
-        "source_given": settings.source is not None,
-        "source_confidence": round(detected[1], 4) if detected else None,
-        # "given", "detected", "uncertain" (top probability under UNCERTAIN_BELOW; the best
-        # guess is in source_guess) or "unknown" (no classifier)
-        "source_status": ("given" if settings.source is not None else "uncertain" if uncertain
-                          else "detected" if detected else "unknown"),
-        "source_guess": detected[0] if detected else None,
-        "source_probabilities": detected[2] if detected else None,
-        "targets": [{"genre": tg.genre, "weight": round(tg.weight, 4), "model": str(info.path),
-                     "direction": f"{info.a_name}->{info.b_name}" if d == "ab"
-                     else f"{info.b_name}->{info.a_name}"} for tg, info, d in plan],
-        "strength": settings.strength,
-        "sample_rate": out_sr,
-        "channels": int(out.shape[0]),
-        "stereo": "mid-gain" if analysis.mel.shape[0] > 1 else "mono",
-        "duration_s": out.shape[-1] / out_sr,
-        "input_duration_s": audio.shape[-1] / in_sr,
-        "device": str(dev),
-        "notes": notes,
-        "reconstruction": asdict(recon),
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-    }
-    if keep_mels:
-        summary["_mels"] = {"input": mid.cpu(), "output": mid_out.cpu()}
-    return summary
+    """Convert ``src`` to ``settings.targets`` and write ``dst``; returns the summary (source
+    genre and confidence, the converters used, per-stage timings). A shorthand for
+    pipeline.run with a trained-mode request."""
+    request = Request(Path(src), OutputOptions(Path(dst), fmt, bit_depth, sr, force), settings,
+                      recon, mono=mono, device=device, progress=progress)
+    return run(request, models=models, cache=cache).summary
 
 
 # --------------------------------------------------------------------------- batches

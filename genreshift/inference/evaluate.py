@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genreshift import spectral
+from genreshift.inference import EVALUATE_METHODS
 from genreshift.errors import GenreshiftError
 from genreshift.inference.metrics import chroma_similarity, mel_lsd
 from genreshift.spectral import MelConfig
@@ -124,7 +125,7 @@ def mean_db_distance(a: torch.Tensor, b: torch.Tensor, cfg: MelConfig) -> float:
 # ---------------------------------------------------------------------------------------------
 # The evaluation run: methods x (source, target) pairs on a paired corpus
 
-METHODS = ("identity", "eq", "trained", "reference", "gram-baseline")
+METHODS = EVALUATE_METHODS
 
 
 @dataclass
@@ -199,12 +200,9 @@ class Judges:
 
     def judge(self, wav: np.ndarray, sr: int, cfg: MelConfig) -> tuple[dict, dict]:
         from genreshift.audio import resample
-        from genreshift.models.classifier import classify_clip
 
         at = resample(wav[None], sr, cfg.sample_rate)[0]
-        mel = spectral.wav_to_mel(torch.from_numpy(np.ascontiguousarray(at)), cfg)
-        with torch.inference_mode():
-            probs = classify_clip(self.classifier.model, mel)
+        probs = self.classifier.classify_clip(spectral.wav_to_mel(np.ascontiguousarray(at), cfg))
         cnn = dict(zip(self.classifier.genres, map(float, probs)))
         return cnn, self.features.probabilities(clip_features(wav, sr))[0]
 
@@ -252,6 +250,14 @@ class _Plan:
     threads: int | None = None
 
 
+def _mel(audio: np.ndarray, sr: int, cfg: MelConfig) -> torch.Tensor:
+    """The mid log-mel [1, n_mels, frames] of a clip [channels, samples], as the pipeline
+    analyses it."""
+    from genreshift.inference.pipeline import Song
+
+    return torch.from_numpy(Song(Path(), audio, sr).mid(cfg))[None]
+
+
 def _tune_rng(seed: int, tune: str) -> random.Random:
     """The reference draw of one tune: the same whichever process or order evaluates it."""
     return random.Random(f"{seed}:{tune}")
@@ -261,13 +267,7 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
     """The method's rows and the floor's rows for every pair of one tune."""
     from genreshift.inference import convert as tconv
     from genreshift.inference import reference as ref_mode
-    from genreshift.inference.pipeline import (
-        ReconstructionConfig,
-        analyse,
-        apply_mid_change,
-        mid_mel,
-        synthesise,
-    )
+    from genreshift.inference.pipeline import Change, ReconstructionConfig, Song, reconstruct
 
     if plan.threads:
         torch.set_num_threads(plan.threads)
@@ -285,7 +285,7 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
     def features(wav, audio, sr) -> dict:
         """What the judges and content metrics see of one output (target-independent)."""
         cnn, feat = judges.judge(wav[0], sr, cfg)
-        return {"cnn": cnn, "feat": feat, "mel": analyse(wav, sr, cfg).mel[0],
+        return {"cnn": cnn, "feat": feat, "mel": _mel(wav, sr, cfg)[0],
                 "chroma": chroma_similarity(audio[0], wav[0], sr),
                 "onset_f": onset_f_measure(audio[0], wav[0], sr),
                 "seconds": audio.shape[-1] / sr}
@@ -305,24 +305,25 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
     for source in sorted({s for s, _ in todo}):
         audio, sr = _load(renderings[source], seconds)
         t0 = time.perf_counter()
-        analysis = analyse(audio, sr, cfg)
-        ident = synthesise(analysis.mel, analysis, recon)
+        song = Song(renderings[source], audio, sr)
+        mid = song.mid(cfg)
+        ident = reconstruct(song, Change(cfg, mid, mid), recon)
         ident_s = time.perf_counter() - t0
         ident_f = features(ident, audio, sr)
         for _, target in [p for p in todo if p[0] == source]:
-            truth = analyse(*_load(renderings[target], seconds), cfg).mel[0]
+            truth = _mel(*_load(renderings[target], seconds), cfg)[0]
             t0 = time.perf_counter()
             mel = None
             if method == "identity":
                 wav, spent = ident, ident_s
             else:
                 if method == "eq":
-                    mel = eq_mel(analysis.mel, plan.means[target])
+                    mel = eq_mel(torch.from_numpy(mid), plan.means[target]).numpy()
                 elif method == "trained":
                     info, direction = tconv.choose_converter(models, target, source)
-                    mel = tconv.convert_mel(analysis.mel,
+                    mel = tconv.convert_mel(mid[None],
                                             [(cache.generator(info, direction), 1.0)],
-                                            stride=cache.stride(info))
+                                            stride=info.stride)[0]
                 else:
                     # a random other tune in the target genre, from any split (never the
                     # ground truth: the same tune)
@@ -334,18 +335,18 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
                     ref_audio, ref_sr = _load(rng.choice(others), seconds)
                     kw = {"steps": steps} if steps is not None else {}
                     if method == "reference":
-                        style = analyse(ref_audio, ref_sr, cfg).mel[0]
-                        mid = mid_mel(analysis)
-                        mid_out, _ = ref_mode.reference_transfer(mid, style, seed=seed,
-                                                                 mel_config=cfg, **kw)
-                        mel = apply_mid_change(analysis.mel, mid, mid_out)
+                        style = _mel(ref_audio, ref_sr, cfg)[0]
+                        mid_out, _ = ref_mode.reference_transfer(torch.from_numpy(mid), style,
+                                                                 seed=seed, mel_config=cfg, **kw)
+                        mel = mid_out.numpy()
                     else:  # gram-baseline: its own spectrogram, optimiser and inversion
                         out, _ = ref_mode.baseline_gram_transfer(
                             torch.from_numpy(audio[0]), torch.from_numpy(ref_audio[0]),
                             sample_rate=sr, seed=seed, **kw)
                         wav = out.numpy()[None].astype(np.float32)
                 if mel is not None:
-                    wav = synthesise(mel, analysis, recon)
+                    wav = reconstruct(song, Change(cfg, mid, np.asarray(mel, np.float32)),
+                                      recon)
                 spent = time.perf_counter() - t0
             out_f = ident_f if method == "identity" else features(wav, audio, sr)
             rows.append(row(out_f, source, target, truth, spent))
@@ -362,7 +363,7 @@ def _cache():
     from genreshift.inference import convert as tconv
 
     if _CACHE is None:
-        _CACHE = tconv.ModelCache(torch.device("cpu"))
+        _CACHE = tconv.ModelCache("cpu")
     return _CACHE
 
 
@@ -388,7 +389,6 @@ def evaluate(
     ``jobs`` > 1 evaluates tunes in that many worker processes of one torch thread each (the
     results do not depend on it: each tune draws its references from its own seeded RNG)."""
     from genreshift.inference import convert as tconv
-    from genreshift.inference.pipeline import analyse
 
     if method not in METHODS:
         raise GenreshiftError(f"unknown method '{method}'; choose {', '.join(METHODS)}")
@@ -417,7 +417,7 @@ def evaluate(
     means = None
     if method == "eq":
         means = genre_mean_spectra(
-            (r["genre"], analyse(*_load(corpus.root / r["file_name"], seconds), cfg).mel)
+            (r["genre"], _mel(*_load(corpus.root / r["file_name"], seconds), cfg))
             for r in corpus.rows if r["split"] == "train")
         missing = sorted({t for _, t in pairs} - set(means))
         if missing:

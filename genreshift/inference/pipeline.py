@@ -1,20 +1,41 @@
-"""The path every conversion shares: audio -> log-mel (+ phase) ... log-mel -> audio.
+"""One conversion pipeline: a request in, a result out.
 
-``analyse`` resamples to the analysis rate and keeps what reconstruction needs (the input's
-STFT phase, its length, rate and loudness). ``synthesise`` inverts a (possibly converted)
-log-mel with Griffin-Lim started from that phase, resamples back to the input's rate and
-matches the input's loudness with a peak-safe limiter. ``roundtrip`` is analysis followed
-directly by synthesis: the cost of reconstruction alone.
+A :class:`Request` names the input, the mode with its settings (trained, reference or round
+trip, each a frozen dataclass), how to reconstruct and the output options. :func:`run` does
+the stages every mode shares, once:
+
+    check output -> load -> [mode: its change to the mid log-mel] -> reconstruct -> loudness
+    -> write
+
+and returns a :class:`Result`: the summary, the mid log-mels before and after (for plots) and
+the path written. A mode supplies only its change (:class:`Mode`): it reads the song's mid
+log-mel at the analysis settings it needs (``Song.mid``, computed once per setting) and returns
+the converted mid. The CLI, the web worker and the benchmarks all call :func:`run`.
+
+Reconstruction (ReconstructionConfig.method):
+
+- ``gain`` (default): the change the mid received becomes a per-band gain on the input's own
+  STFT, taken at the input's own sample rate, so nothing is resampled: the phase is the
+  input's, every channel gets the same gain (the stereo image is kept), and the band above the
+  analysis range (11 kHz) keeps the input's own content, shaped by the change of the top
+  bands (spectral.apply_band_gains). ``n_iter`` Griffin-Lim iterations may refine it.
+- ``mel`` / ``linear``: the converted log-mel of each channel is inverted by Griffin-Lim at the
+  analysis rate, started from the input's phase, then resampled back (band-limited to the
+  analysis range; kept to compare against, docs/DECISIONS.md).
+
+Either way the result is matched to the input's loudness with a peak-safe limiter.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from genreshift import audio as gaudio
 from genreshift import spectral
@@ -27,134 +48,380 @@ MIN_SECONDS = 0.5
 # Below this the BS.1770 absolute gate (-70 LUFS) finds nothing: treat as silence.
 SILENCE_LUFS = -70.0
 
+RECON_METHODS = ("gain", *spectral.GL_METHODS)
+# Up to this many frames (~95 s at 44.1 kHz) the gains are computed once for all channels;
+# beyond, per block and channel, so that memory stays bounded for long songs.
+_GAINS_KEPT_FRAMES = 4096
+# Iterations when --iters is not given: none for the gain (docs/DECISIONS.md, "fast
+# reconstruction"), the round-trip benchmark's choice for Griffin-Lim from the log-mel.
+DEFAULT_ITERS = {"gain": 0, "mel": spectral.DEFAULT_GL_ITERS, "linear": spectral.DEFAULT_GL_ITERS}
+
 
 @dataclass(frozen=True)
 class ReconstructionConfig:
-    """How a log-mel becomes audio again. Defaults chosen by benchmarks/roundtrip.py."""
+    """How the converted log-mel becomes audio again (see the module docstring)."""
 
-    n_iter: int = spectral.DEFAULT_GL_ITERS
-    init: str = "phase"  # "phase": start from the input's STFT phase; "random": seeded random
-    method: str = "mel"  # "mel": mel-projected Griffin-Lim; "linear": classic
+    method: str = "gain"
+    n_iter: int | None = None  # None: DEFAULT_ITERS[method]
+    init: str = "phase"  # Griffin-Lim from the log-mel: the input's STFT phase, or "random"
     momentum: float | None = None  # None: the method's default
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in spectral.GL_METHODS:
-            raise GenreshiftError(
-                f"unknown Griffin-Lim method '{self.method}'; choose {' or '.join(spectral.GL_METHODS)}")
+        if self.method not in RECON_METHODS:
+            raise GenreshiftError(f"unknown reconstruction method '{self.method}'; choose "
+                                  f"{', '.join(RECON_METHODS)}")
         if self.init not in ("phase", "random"):
             raise GenreshiftError(f"unknown phase init '{self.init}'; choose phase or random")
-        if not 0 <= self.n_iter <= 1000:
+        if self.method == "gain" and self.init != "phase":
+            raise GenreshiftError("--init random needs a Griffin-Lim method (--gl-method mel or "
+                                  "linear): the gain method keeps the input's own phase")
+        if self.n_iter is not None and not 0 <= self.n_iter <= 1000:
             raise GenreshiftError(f"Griffin-Lim iterations must be in 0..1000, got {self.n_iter}")
         if self.momentum is not None and not 0.0 <= self.momentum < 1.0:
             raise GenreshiftError(f"momentum must be in [0, 1), got {self.momentum}")
 
+    @property
+    def iterations(self) -> int:
+        return DEFAULT_ITERS[self.method] if self.n_iter is None else self.n_iter
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "n_iter": self.iterations}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how the result is written."""
+
+    path: Path
+    fmt: str | None = None  # None: from the extension
+    bit_depth: str | None = None  # None: follow the input where the format can hold it
+    sample_rate: int | None = None  # None: the input's
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RoundtripSettings:
+    """Round trip: analyse and reconstruct with no change (the cost of reconstruction)."""
+
+    mel_config: MelConfig = MelConfig()
+
+
+@dataclass(frozen=True)
+class Request:
+    input: Path
+    output: OutputOptions
+    mode: Any  # TrainedSettings | ReferenceSettings | RoundtripSettings
+    recon: ReconstructionConfig = ReconstructionConfig()
+    mono: bool = False
+    device: str = "auto"
+    progress: bool = False
+
 
 @dataclass
-class Analysis:
-    """An input song, analysed. Tensors are per channel."""
-
-    mel: torch.Tensor  # [channels, n_mels, frames], normalised log-mel
-    spec: torch.Tensor  # complex [channels, n_freq, frames], the input's own STFT
-    samples: int  # length at the analysis rate
-    source_sr: int  # the input's sample rate
-    source: np.ndarray = field(repr=False)  # the input audio [channels, samples] at source_sr
-    mel_config: MelConfig = field(default_factory=MelConfig)
+class Result:
+    summary: dict
+    output: Path
+    mel_config: MelConfig  # of the mels below
+    mels: dict[str, np.ndarray]  # mid log-mels [n_mels, frames]: input, output (+ reference)
 
 
-def analyse(audio: np.ndarray, sr: int, cfg: MelConfig, device: str | torch.device = "cpu"
-            ) -> Analysis:
-    """[channels, samples] at ``sr`` -> Analysis at cfg.sample_rate."""
-    at_rate = gaudio.resample(audio, sr, cfg.sample_rate)
-    wav = torch.from_numpy(np.ascontiguousarray(at_rate)).to(device)
-    spec = spectral.stft(wav, cfg)
-    mel = spectral.magnitude_to_mel(spec.abs(), cfg)
-    return Analysis(mel=mel, spec=spec, samples=at_rate.shape[-1], source_sr=sr, source=audio,
-                    mel_config=cfg)
+class Timings:
+    """Seconds per stage; a stage timed twice adds up."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.seconds.items()}
 
 
-def synthesise(mel: torch.Tensor, analysis: Analysis, recon: ReconstructionConfig, *,
-               progress: bool = False) -> np.ndarray:
-    """Log-mel [channels, n_mels, frames] -> audio [channels, samples] at the input's rate,
-    loudness-matched to the input and peak-limited."""
-    cfg = analysis.mel_config
-    phase = analysis.spec if recon.init == "phase" else None
-    kwargs = dict(method=recon.method, n_iter=recon.n_iter, phase=phase,
-                  momentum=recon.momentum, length=analysis.samples, seed=recon.seed)
-    if mel.shape[-1] <= chunking.GL_WINDOW_FRAMES:
-        wav = spectral.mel_to_wav(mel, cfg, **kwargs)
-    else:  # long songs: Griffin-Lim in overlapping chunks keeps memory bounded
-        wav = chunking.mel_to_wav_chunked(mel, cfg, window=chunking.GL_WINDOW_FRAMES,
-                                          progress=progress, **kwargs)
-    out = gaudio.resample(wav.detach().cpu().numpy().astype(np.float32), cfg.sample_rate,
-                          analysis.source_sr)
-    n = analysis.source.shape[-1]
-    out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
-    return gaudio.match_loudness(out, analysis.source_sr, analysis.source, analysis.source_sr)
+class Song:
+    """A loaded input: audio [channels, samples] at ``sr``, and its mid's log-mel at any
+    analysis setting, computed once per setting."""
+
+    def __init__(self, path: Path, audio: np.ndarray, sr: int) -> None:
+        self.path = path
+        self.audio = audio
+        self.sr = sr
+        self._mid: dict[MelConfig, np.ndarray] = {}
+        self._lufs: float | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.audio.shape[0])
+
+    @property
+    def lufs(self) -> float:
+        if self._lufs is None:
+            self._lufs = gaudio.integrated_loudness(self.audio, self.sr)
+        return self._lufs
+
+    def mid(self, cfg: MelConfig) -> np.ndarray:
+        """Log-mel [n_mels, frames] of the channels' mean (the mid) at ``cfg``."""
+        if cfg not in self._mid:
+            mid = self.audio.mean(axis=0, keepdims=True)
+            at_rate = gaudio.resample(mid, self.sr, cfg.sample_rate)[0]
+            self._mid[cfg] = spectral.wav_to_mel(at_rate, cfg)
+        return self._mid[cfg]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' takes CUDA when present; 'cuda' without a GPU is a clear error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GenreshiftError("--device cuda: no CUDA device is available here; use --device cpu "
-                              "or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise GenreshiftError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    return torch.device(device)
+@dataclass
+class Change:
+    """What a mode did: the mid log-mel before and after, at ``mel_config``."""
+
+    mel_config: MelConfig
+    mid_in: np.ndarray
+    mid_out: np.ndarray
+    info: dict = field(default_factory=dict)  # the mode's own summary fields
+    mels: dict[str, np.ndarray] = field(default_factory=dict)  # more mels to plot
+    protect: tuple[Path, ...] = ()  # more inputs the output must not overwrite
 
 
-def mid_mel(analysis: Analysis) -> torch.Tensor:
-    """Log-mel [n_mels, frames] of the channels' mean (the mid), from the input's STFT."""
-    return spectral.magnitude_to_mel(analysis.spec.mean(dim=0).abs(), analysis.mel_config)
+class Mode(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Refuse bad settings before any audio is decoded."""
+
+    def change(self, song: Song, timings: Timings) -> Change:
+        """The converted mid log-mel of ``song``."""
 
 
-def apply_mid_change(mel: torch.Tensor, mid_before: torch.Tensor, mid_after: torch.Tensor
-                     ) -> torch.Tensor:
-    """Give every channel of ``mel`` [channels, n_mels, frames] the change the mid received.
+class RoundtripMode:
+    name = "roundtrip"
 
-    The normalised log-mel is linear in dB, so the difference is a per-band, per-frame gain;
-    adding it to every channel keeps their level differences (the stereo image).
-    """
-    return (mel + (mid_after - mid_before).unsqueeze(0)).clamp(-1.0, 1.0)
+    def __init__(self, settings: RoundtripSettings) -> None:
+        self.settings = settings
+
+    def check(self) -> None:
+        pass
+
+    def change(self, song: Song, timings: Timings) -> Change:
+        cfg = self.settings.mel_config
+        with timings("mel"):
+            mid = song.mid(cfg)
+        return Change(cfg, mid, mid)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'cpu' or 'cuda[:N]'. 'auto' is CUDA when torch is installed and sees a GPU, but only
+    asks torch when it is already imported or CUDA is likely (importing torch costs seconds);
+    'cuda' without a GPU is a clear error."""
+    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+        raise GenreshiftError("unknown device; choose auto, cpu or cuda", kind="bad_option",
+                              option="device", value=device)
+    if device == "cpu":
+        return "cpu"
+    if device == "auto" and not _cuda_likely():
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        if device == "auto":
+            return "cpu"
+        raise GenreshiftError("no CUDA device is available here; use --device cpu or auto",
+                              kind="bad_option", option="device", value="cuda")
+    return "cuda" if device == "auto" else str(device)
+
+
+def _cuda_likely() -> bool:
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return True
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
 
 
 def load_song(path: str | Path, *, mono: bool = False) -> tuple[np.ndarray, int]:
     """Load an input song and refuse what cannot be converted (too short, silent)."""
+    song = _load(Path(path), mono)
+    return song.audio, song.sr
+
+
+def _load(path: Path, mono: bool) -> Song:
     audio, sr = gaudio.load_audio(path, mono=mono, min_seconds=MIN_SECONDS)
-    lufs = gaudio.integrated_loudness(audio, sr)
-    if not np.isfinite(lufs) or lufs < SILENCE_LUFS:
+    song = Song(path, audio, sr)
+    if not np.isfinite(song.lufs) or song.lufs < SILENCE_LUFS:
         raise AudioError(
             f"{path}: is silent (no part louder than {SILENCE_LUFS:g} LUFS); nothing to convert"
         )
-    return audio, sr
+    return song
 
 
 def check_output(dst: str | Path, fmt: str | None, force: bool) -> tuple[Path, str]:
-    """Validate the output before any work is done, so a bad -o fails fast.
+    """Validate the output before any work is done, so a bad -o fails fast: the format, an
+    existing file without --force, and a folder that must exist and take a new file.
     Returns (path, format name)."""
     fmt = gaudio.output_format(dst, fmt)
     dst = Path(dst)
     if dst.exists() and not force:
-        raise AudioError(f"{dst}: already exists; pass --force to overwrite it")
+        raise AudioError(f"{dst}: already exists; pass --force to overwrite it", kind="output")
+    gaudio.check_output_dir(dst)
     return dst, fmt
 
 
-def write_output(out: np.ndarray, in_sr: int, dst: Path, *, sr: int | None, fmt: str,
-                 bit_depth: str | None, force: bool, protect: tuple[str | Path, ...]
-                 ) -> tuple[Path, np.ndarray, int]:
-    """Resample [channels, samples] at ``in_sr`` to ``sr`` if asked (peak-safe again) and
-    write it atomically. Returns (path written, audio written, its rate)."""
+def _gain_reconstruct(song: Song, change: Change, recon: ReconstructionConfig) -> np.ndarray:
+    cfg = change.mel_config
+    stft_cfg = spectral.native_stft(cfg, song.sr)
+    gain_db = (change.mid_out - change.mid_in) * spectral.db_per_unit(cfg)
+    n = song.audio.shape[-1]
+    frames = stft_cfg.frames(n)
+    if song.channels == 1 or frames <= _GAINS_KEPT_FRAMES:
+        gains = spectral.band_gains(gain_db, cfg, stft_cfg, frames)  # shared by the channels
+    else:  # a long stereo song: each block's gains are made when that block is inverted
+        def gains(a: int, b: int) -> np.ndarray:
+            return spectral.band_gains(gain_db, cfg, stft_cfg, b - a, a)
+    out = np.empty_like(song.audio)
+    for c in range(song.channels):  # one channel's STFT in memory at a time
+        out[c] = spectral.apply_gains(
+            spectral.stft(song.audio[c], stft_cfg), gains, stft_cfg, n_iter=recon.iterations,
+            length=n,
+            momentum=spectral.DEFAULT_MOMENTUM if recon.momentum is None else recon.momentum)
+    return out
+
+
+def _griffin_lim_reconstruct(song: Song, change: Change, recon: ReconstructionConfig, *,
+                             progress: bool) -> np.ndarray:
+    """Each channel's log-mel gets the mid's change (the normalised log-mel is linear in dB,
+    so the difference is a per-band, per-frame gain that keeps the channels' level
+    differences), then Griffin-Lim at the analysis rate from the input's phase."""
+    cfg = change.mel_config
+    at_rate = gaudio.resample(song.audio, song.sr, cfg.sample_rate)
+    spec = spectral.stft(at_rate, cfg)
+    mel = spectral.magnitude_to_mel(np.abs(spec), cfg)
+    mel_out = np.clip(mel + (change.mid_out - change.mid_in)[None], -1.0, 1.0)
+    kwargs = dict(method=recon.method, n_iter=recon.iterations,
+                  phase=spec if recon.init == "phase" else None, momentum=recon.momentum,
+                  length=at_rate.shape[-1], seed=recon.seed)
+    if mel_out.shape[-1] <= chunking.GL_WINDOW_FRAMES:
+        wav = spectral.mel_to_wav(mel_out, cfg, **kwargs)
+    else:  # long songs: Griffin-Lim in overlapping chunks keeps memory bounded
+        wav = chunking.mel_to_wav_chunked(mel_out, cfg, window=chunking.GL_WINDOW_FRAMES,
+                                          progress=progress, **kwargs)
+    out = gaudio.resample(wav.astype(np.float32), cfg.sample_rate, song.sr)
+    n = song.audio.shape[-1]
+    return out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
+
+
+def reconstruct(song: Song, change: Change, recon: ReconstructionConfig, *,
+                progress: bool = False) -> np.ndarray:
+    """The converted song [channels, samples] at the input's rate, loudness-matched to the
+    input and peak-limited."""
+    if recon.method == "gain":
+        out = _gain_reconstruct(song, change, recon)
+    else:
+        out = _griffin_lim_reconstruct(song, change, recon, progress=progress)
+    return gaudio.normalize_loudness(out, song.sr, song.lufs)
+
+
+def write_output(out: np.ndarray, in_sr: int, options: OutputOptions, fmt: str, *,
+                 source: Path, protect: tuple[str | Path, ...]) -> tuple[Path, np.ndarray, int]:
+    """Resample [channels, samples] at ``in_sr`` to the asked rate (peak-safe again) and write
+    it atomically, in the input's sample format unless a bit depth was asked. Returns (path
+    written, audio written, its rate)."""
     out_sr = in_sr
-    if sr is not None and sr != in_sr:
-        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, sr), sr)
-        out_sr = sr
-    written = gaudio.save_audio(dst, out, out_sr, fmt=fmt, bit_depth=bit_depth, force=force,
-                                protect=protect)
+    if options.sample_rate is not None and options.sample_rate != in_sr:
+        out = gaudio.limit_peaks(gaudio.resample(out, in_sr, options.sample_rate),
+                                 options.sample_rate)
+        out_sr = options.sample_rate
+    bit_depth = options.bit_depth
+    if bit_depth is None:
+        bit_depth = gaudio.source_bit_depth(source, fmt)
+    written = gaudio.save_audio(options.path, out, out_sr, fmt=fmt, bit_depth=bit_depth,
+                                force=options.force, protect=protect)
     return written, out, out_sr
+
+
+def band_energy_share(audio: np.ndarray, sr: int, above_hz: float = 11_000.0) -> float:
+    """Share of the energy above ``above_hz``, in dB (-inf when none; nan above Nyquist)."""
+    if sr / 2 <= above_hz:
+        return float("nan")
+    spec = np.abs(np.fft.rfft(audio.mean(axis=0).astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1.0 / sr)
+    total = spec.sum()
+    high = spec[freqs > above_hz].sum()
+    return float(10 * np.log10(high / total)) if total > 0 and high > 0 else float("-inf")
+
+
+# --------------------------------------------------------------------------- run
+
+
+def mode_for(request: Request, **context: Any) -> Mode:
+    """The mode object for the request's settings (context: models, cache for trained)."""
+    settings = request.mode
+    if isinstance(settings, RoundtripSettings):
+        return RoundtripMode(settings)
+    from genreshift.inference import convert
+
+    if isinstance(settings, convert.TrainedSettings):
+        return convert.TrainedMode(settings, device=request.device, progress=request.progress,
+                                   **context)
+    from genreshift.inference import reference  # imports torch: only for reference mode
+
+    if isinstance(settings, reference.ReferenceSettings):
+        return reference.ReferenceMode(settings, device=request.device,
+                                       progress=request.progress)
+    raise TypeError(f"unknown mode settings {type(settings).__name__}")
+
+
+def run(request: Request, mode: Mode | None = None, **context: Any) -> Result:
+    """Convert ``request.input`` and write ``request.output``; see the module docstring.
+    Everything that can be checked is checked before the audio is decoded, and nothing is
+    written on failure."""
+    src = Path(request.input)
+    dst, fmt = check_output(request.output.path, request.output.fmt, request.output.force)
+    if request.output.sample_rate is not None and request.output.sample_rate <= 0:
+        raise GenreshiftError("must be a positive sample rate", kind="bad_option", option="sr",
+                              value=request.output.sample_rate)
+    mode = mode if mode is not None else mode_for(request, **context)
+    mode.check()
+    timings = Timings()
+    warnings: list[str] = []
+    with timings("load"):
+        song = _load(src, request.mono)
+        note = gaudio.truncation_warning(src)
+        if note:
+            warnings.append(note)
+    audio, in_sr = song.audio, song.sr
+    change = mode.change(song, timings)
+    with timings("reconstruction"):
+        out = reconstruct(song, change, request.recon, progress=request.progress)
+    with timings("write"):
+        options = OutputOptions(dst, fmt, request.output.bit_depth, request.output.sample_rate,
+                                request.output.force)
+        written, out, out_sr = write_output(out, in_sr, options, fmt, source=src,
+                                            protect=(src, *change.protect))
+    summary = {
+        "input": str(src),
+        "output": str(written),
+        "mode": mode.name,
+        **change.info,
+        "sample_rate": out_sr,
+        "channels": int(out.shape[0]),
+        "stereo": "mid-gain" if song.channels > 1 else "mono",
+        "duration_s": out.shape[-1] / out_sr,
+        "input_duration_s": audio.shape[-1] / in_sr,
+        "reconstruction": request.recon.to_dict(),
+        "warnings": warnings,
+        "timings_s": timings.rounded(),
+    }
+    mels = {"input": change.mid_in, "output": change.mid_out, **change.mels}
+    return Result(summary=summary, output=written, mel_config=change.mel_config, mels=mels)
 
 
 def roundtrip_file(
@@ -170,30 +437,7 @@ def roundtrip_file(
     sr: int | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Analyse ``src`` and reconstruct it unchanged into ``dst``; returns a summary with
-    per-stage timings in seconds."""
-    dst, fmt = check_output(dst, fmt, force)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    audio, in_sr = load_song(src, mono=mono)
-    timings["load"] = time.perf_counter() - t
-    t = time.perf_counter()
-    analysis = analyse(audio, in_sr, mel_config, device)
-    timings["mel"] = time.perf_counter() - t
-    t = time.perf_counter()
-    out = synthesise(analysis.mel, analysis, recon)
-    timings["reconstruction"] = time.perf_counter() - t
-    t = time.perf_counter()
-    written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
-                                        force=force, protect=(src,))
-    timings["write"] = time.perf_counter() - t
-    return {
-        "input": str(src),
-        "output": str(written),
-        "mode": "roundtrip",
-        "sample_rate": out_sr,
-        "channels": int(out.shape[0]),
-        "duration_s": out.shape[-1] / out_sr,
-        "reconstruction": asdict(recon),
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-    }
+    """Analyse ``src`` and reconstruct it unchanged into ``dst``; returns the summary."""
+    request = Request(Path(src), OutputOptions(Path(dst), fmt, bit_depth, sr, force),
+                      RoundtripSettings(mel_config), recon, mono=mono, device=device)
+    return run(request).summary

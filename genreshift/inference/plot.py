@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genreshift.errors import GenreshiftError
 from genreshift.fsutil import atomic_path
@@ -27,14 +26,15 @@ def check_plot_path(path: str | Path, force: bool) -> Path:
     return path
 
 
-def _db(mel: torch.Tensor, cfg: MelConfig) -> np.ndarray:
-    """Normalised log-mel [-1, 1] -> dB for display."""
-    m = mel.detach().float().cpu().numpy()
+def _db(mel, cfg: MelConfig) -> np.ndarray:
+    """Normalised log-mel [-1, 1] (numpy, or a torch tensor) -> dB for display."""
+    m = mel.detach().float().cpu().numpy() if hasattr(mel, "detach") else \
+        np.asarray(mel, dtype=np.float32)
     return (m + 1.0) / 2.0 * (cfg.db_max - cfg.db_min) + cfg.db_min
 
 
-def plot_conversion(path: str | Path, *, input_mel: torch.Tensor, output_mel: torch.Tensor,
-                    cfg: MelConfig, reference_mel: torch.Tensor | None = None,
+def plot_conversion(path: str | Path, *, input_mel: np.ndarray, output_mel: np.ndarray,
+                    cfg: MelConfig, reference_mel: np.ndarray | None = None,
                     title: str = "") -> Path:
     """Write a PNG with the input, [reference,] output log-mels [n_mels, frames] and the
     output minus the input in dB. Returns the path written."""

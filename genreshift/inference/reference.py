@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +42,14 @@ from genreshift.errors import AudioError, GenreshiftError
 from genreshift.inference import chunking
 from genreshift.inference.pipeline import (
     SILENCE_LUFS,
+    Change,
+    OutputOptions,
     ReconstructionConfig,
-    analyse,
-    apply_mid_change,
-    check_output,
-    load_song,
-    mid_mel,
+    Request,
+    Song,
+    Timings,
     resolve_device,
-    synthesise,
-    write_output,
+    run,
 )
 from genreshift.models import gram
 from genreshift.models.gram import FeatureConfig
@@ -336,6 +335,76 @@ def load_reference(path: str | Path, cfg: MelConfig, *, device: str | torch.devi
     return spectral.wav_to_mel(wav, cfg), seconds
 
 
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """What a reference-mode conversion needs besides the song and the output."""
+
+    reference: Path
+    style_weight: float = DEFAULT_STYLE_WEIGHT
+    content_weight: float = DEFAULT_CONTENT_WEIGHT
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    optimizer: str = DEFAULT_OPTIMIZER
+    strength: float = 1.0
+    mel_config: MelConfig = MelConfig()
+
+
+class ReferenceMode:
+    """Reference mode's change: the song's mid log-mel optimised toward the reference's style
+    statistics (reference_transfer), part of the way when strength < 1."""
+
+    name = "reference"
+
+    def __init__(self, settings: ReferenceSettings, *, device: str = "auto",
+                 progress: bool = False) -> None:
+        self.settings = settings
+        self.device = resolve_device(device)
+        self.progress = progress
+
+    def check(self) -> None:
+        s = self.settings
+        if s.optimizer not in OPTIMIZERS:
+            raise GenreshiftError(f"unknown optimizer '{s.optimizer}'; choose "
+                                  f"{' or '.join(OPTIMIZERS)}")
+        if s.steps < 0 or s.style_weight < 0 or s.content_weight < 0:
+            raise GenreshiftError("--steps, --style-weight and --content-weight must be >= 0")
+        if not 0.0 <= s.strength <= 1.0:
+            raise GenreshiftError(f"--strength {s.strength}: choose a value from 0 (the input, "
+                                  "reconstructed) to 1 (the full conversion)")
+        check_reference(s.reference)
+
+    def change(self, song: Song, timings: Timings) -> Change:
+        s, cfg = self.settings, self.settings.mel_config
+        with timings("reference"):
+            style_mel, ref_seconds = load_reference(s.reference, cfg, device=self.device,
+                                                    target_lufs=song.lufs)
+        with timings("mel"):
+            mid = song.mid(cfg)
+        with timings("optimise"):
+            out, stats = reference_transfer(
+                torch.from_numpy(mid), style_mel, style_weight=s.style_weight,
+                content_weight=s.content_weight, steps=s.steps, seed=s.seed,
+                optimizer=s.optimizer, device=self.device, progress=self.progress,
+                mel_config=cfg)
+            mid_out = out.cpu().numpy().astype(np.float32)
+            if s.strength < 1.0:  # part of the way: the change in dB, scaled
+                mid_out = mid + np.float32(s.strength) * (mid_out - mid)
+        info = {
+            "reference": str(s.reference),
+            "reference_duration_s": ref_seconds,
+            "strength": s.strength,
+            "style_loss_initial": round(stats["style_loss_initial"], 6),
+            "style_loss_final": round(stats["style_loss_final"], 6),
+            "content_loss_final": round(stats["content_loss_final"], 6),
+            "evaluations": stats["evaluations"],
+            "windows": stats["windows"],
+            "settings": {k: stats[k] for k in ("optimizer", "steps", "style_weight",
+                                               "content_weight", "seed", "device")},
+        }
+        return Change(cfg, mid, mid_out, info, mels={"reference": style_mel.cpu().numpy()},
+                      protect=(Path(s.reference),))
+
+
 def convert_reference_file(
     src: str | Path,
     ref: str | Path,
@@ -356,75 +425,14 @@ def convert_reference_file(
     sr: int | None = None,
     strength: float = 1.0,
     progress: bool = False,
-    keep_mels: bool = False,
 ) -> dict:
-    """Convert ``src`` to sound like ``ref`` and write ``dst``; returns a summary with per-stage
-    timings in seconds and the style/content losses. Every input is checked before any work,
-    and nothing is written on failure (save_audio writes atomically, last)."""
-    dst, fmt = check_output(dst, fmt, force)
-    if optimizer not in OPTIMIZERS:
-        raise GenreshiftError(f"unknown optimizer '{optimizer}'; choose {' or '.join(OPTIMIZERS)}")
-    if steps < 0 or style_weight < 0 or content_weight < 0:
-        raise GenreshiftError("--steps, --style-weight and --content-weight must be >= 0")
-    if sr is not None and sr <= 0:
-        raise GenreshiftError(f"--sr must be a positive sample rate, got {sr}")
-    if not 0.0 <= strength <= 1.0:
-        raise GenreshiftError(f"--strength {strength}: choose a value from 0 (the input, "
-                              "reconstructed) to 1 (the full conversion)")
-    dev = resolve_device(device)
-    check_reference(ref)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    audio, in_sr = load_song(src, mono=mono)
-    timings["load"] = time.perf_counter() - t
-    t = time.perf_counter()
-    song_lufs = gaudio.integrated_loudness(audio, in_sr)
-    style_mel, ref_seconds = load_reference(ref, mel_config, device=dev, target_lufs=song_lufs)
-    timings["reference"] = time.perf_counter() - t
-    t = time.perf_counter()
-    analysis = analyse(audio, in_sr, mel_config, dev)
-    mid = mid_mel(analysis)
-    timings["mel"] = time.perf_counter() - t
-    t = time.perf_counter()
-    mid_out, stats = reference_transfer(
-        mid, style_mel, style_weight=style_weight, content_weight=content_weight, steps=steps,
-        seed=seed, optimizer=optimizer, device=dev, progress=progress, mel_config=mel_config)
-    if strength < 1.0:  # part of the way: the change in dB, scaled
-        mid_out = mid + strength * (mid_out - mid)
-    mel_out = apply_mid_change(analysis.mel, mid, mid_out)
-    timings["optimise"] = time.perf_counter() - t
-    t = time.perf_counter()
-    out = synthesise(mel_out, analysis, recon, progress=progress)
-    timings["reconstruction"] = time.perf_counter() - t
-    t = time.perf_counter()
-    written, out, out_sr = write_output(out, in_sr, dst, sr=sr, fmt=fmt, bit_depth=bit_depth,
-                                        force=force, protect=(src, ref))
-    timings["write"] = time.perf_counter() - t
-    summary = {
-        "input": str(src),
-        "reference": str(ref),
-        "output": str(written),
-        "mode": "reference",
-        "sample_rate": out_sr,
-        "channels": int(out.shape[0]),
-        "duration_s": out.shape[-1] / out_sr,
-        "reference_duration_s": ref_seconds,
-        "strength": strength,
-        "stereo": "mid-gain" if analysis.mel.shape[0] > 1 else "mono",
-        "style_loss_initial": round(stats["style_loss_initial"], 6),
-        "style_loss_final": round(stats["style_loss_final"], 6),
-        "content_loss_final": round(stats["content_loss_final"], 6),
-        "evaluations": stats["evaluations"],
-        "windows": stats["windows"],
-        "settings": {k: stats[k] for k in ("optimizer", "steps", "style_weight",
-                                           "content_weight", "seed", "device")},
-        "reconstruction": asdict(recon),
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-    }
-    if keep_mels:
-        summary["_mels"] = {"input": mid.cpu(), "output": mid_out.cpu(),
-                            "reference": style_mel.cpu()}
-    return summary
+    """Convert ``src`` to sound like ``ref`` and write ``dst``; returns the summary (with the
+    style/content losses). A shorthand for pipeline.run with a reference-mode request."""
+    settings = ReferenceSettings(Path(ref), style_weight, content_weight, steps, seed,
+                                 optimizer, strength, mel_config)
+    request = Request(Path(src), OutputOptions(Path(dst), fmt, bit_depth, sr, force), settings,
+                      recon, mono=mono, device=device, progress=progress)
+    return run(request).summary
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from genreshift.spectral import MelConfig, _mel_basis
+from genreshift.spectral import MelConfig, mel_basis
 
 __all__ = ["chroma", "chroma_matrix", "content_loss", "onset_envelope"]
 
@@ -36,7 +36,7 @@ def _chroma_matrix_np(cfg: MelConfig) -> np.ndarray:
     import librosa
 
     # The analysis's own filterbank, [n_mels, 1 + n_fft // 2]
-    mel = _mel_basis(cfg, torch.device("cpu"), torch.float32).numpy().astype(np.float64)
+    mel = mel_basis(cfg, np.float32).astype(np.float64)
     chroma_fb = librosa.filters.chroma(sr=cfg.sample_rate, n_fft=cfg.n_fft)  # [12, n_freq]
     m = chroma_fb @ mel.T  # [12, n_mels]: the pitch classes each mel band's bins belong to
     col = m.sum(axis=0, keepdims=True)

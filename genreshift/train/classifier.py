@@ -5,13 +5,12 @@ provenance), ``resume.pt`` (+ optimiser, scheduler, step, per-rank random states
 config) and ``tb/`` (loss, accuracy, learning rate, step time, validation accuracy overall and
 per genre). Batches are balanced over genres (a genre uniformly, then one of its windows), so a
 genre with more hours does not dominate. Resumable and distributed exactly like the converter
-runs (genreshift.train.cyclegan).
+runs (genreshift.train.cyclegan): both run the loop of genreshift.train.loop.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,26 +19,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
+from genreshift.checkpoint import classifier_payload, unwrap
 from genreshift.errors import GenreshiftError
 from genreshift.models.classifier import GenreClassifier
 from genreshift.models.config import ClassifierConfig
 from genreshift.spectral import MelConfig
+from genreshift.train import loop
 from genreshift.train import runtime as rtm
-from genreshift.checkpoint import (
-    check_same_config,
-    classifier_payload,
-    provenance,
-    read_checkpoint,
-    unwrap,
-    write_checkpoint,
-)
-from genreshift.train.config import ClassifierTrainConfig, refuse_changed
+from genreshift.train.config import ClassifierTrainConfig
+from genreshift.train.loop import RESUME_FILE, TB_DIR  # noqa: F401  (re-exported)
 
 INFERENCE_FILE = "classifier.pt"
-RESUME_FILE = "resume.pt"
-TB_DIR = "tb"
 _STREAM_WINDOWS = 5
 
 
@@ -121,20 +112,16 @@ def train_classifier(
     ``genres`` restricts the classes (default: every genre of the data, in the data's order).
     Checkpoint, resume and stop semantics as in :func:`genreshift.train.cyclegan.train_cyclegan`.
     """
-    rt = rtm.init_runtime(config.device)
-    try:
+    with rtm.runtime(config.device) as rt:
         return _run(rt, Path(data), Path(out), genres=genres, config=config, model_cfg=model,
                     resume=resume, stop_at=stop_at, progress=progress)
-    finally:
-        rtm.shutdown_runtime(rt)
 
 
 def stored_configs(out: str | Path) -> dict[str, Any] | None:
     """The configs and genres of the run in ``out`` (for filling in a resume), or None."""
-    path = Path(out) / RESUME_FILE
-    if not path.is_file():
+    ck = loop.stored_run(out, "classifier")
+    if ck is None:
         return None
-    ck = read_checkpoint(path, kind="classifier", role="resume")
     return {"train": ck["resume"]["train_config"], "model": ck["model_config"],
             "genres": ck["genres"]}
 
@@ -147,13 +134,7 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, genres: Sequence[str] | None
     device = rt.device
     manifest = load_manifest(data)
     mel = MelConfig.from_dict(manifest["mel_config"])
-    resume_path = out / RESUME_FILE
-    ck = None
-    if resume_path.exists():
-        if not resume:
-            raise GenreshiftError(f"{out} already holds a run ({RESUME_FILE}); pass --resume to "
-                                  "continue it, or choose another --out")
-        ck = read_checkpoint(resume_path, kind="classifier", role="resume")
+    ck = loop.open_run(out, kind="classifier", resume=resume, mel=mel)
     if ck is not None and genres is None:
         genres = ck["genres"]
     genres = list(manifest["genres"] if genres is None else genres)
@@ -161,19 +142,14 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, genres: Sequence[str] | None
         raise GenreshiftError(f"a classifier needs at least two genres, got {genres}")
     cfg = replace(model_cfg, n_mels=mel.n_mels, n_classes=len(genres))
     if ck is not None:
-        check_same_config(resume_path, "the data's mel config", ck["mel_config"], mel.to_dict(),
-                          "resume with the mel directory the run was started on")
+        resume_path = out / RESUME_FILE
         if list(ck["genres"]) != genres:
             raise GenreshiftError(f"{resume_path}: the run classifies {', '.join(ck['genres'])}"
                                   f", not {', '.join(genres)}; resume with the same genres")
-        refuse_changed(resume_path, ck["resume"]["train_config"], config)
-        check_same_config(resume_path, "classifier config", ck["model_config"], cfg.to_dict(),
-                          "resume without architecture options, or start a new run")
+        loop.refuse_other_settings(resume_path, ck, config,
+                                   [("classifier config", ck["model_config"], cfg.to_dict())])
 
-    rtm.setup_determinism(config.deterministic, device)
-    rtm.setup_threads(config.threads)
-    precision = rtm.resolve_precision(config.amp, device)
-    torch.manual_seed(config.seed)
+    precision = rtm.setup_run(config, device)
     net = GenreClassifier(cfg).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rtm.LinearDecay(config.steps,
@@ -183,118 +159,78 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, genres: Sequence[str] | None
                          augment=config.augment, seed=config.seed)
     sampler = rtm.WindowSampler(windows, seed=rtm.derive_seed(config.seed, rt.rank,
                                                               _STREAM_WINDOWS))
+    streams = {"sampler": (sampler, _STREAM_WINDOWS)}
     state = ClassifierState(model=net, opt=opt, sched=sched, config=config, device=device,
                             precision=precision, scaler=scaler)
     seconds_before = 0.0
     if ck is not None:
-        stored = ck["resume"]
         net.load_state_dict(ck["state_dict"]["classifier"])
-        opt.load_state_dict(stored["opt"])
-        sched.load_state_dict(stored["sched"])
-        if scaler is not None and stored.get("scaler"):
-            scaler.load_state_dict(stored["scaler"])
-        state.step = int(stored["step"])
-        seconds_before = float(ck["provenance"].get("train_seconds", 0.0))
-        if len(stored["ranks"]) == rt.world_size:
-            mine = stored["ranks"][rt.rank]
-            rtm.set_rng_state(mine["rng"], device)
-            sampler.load_state_dict(mine["sampler"])
-        else:
-            rtm.log.warning("resuming %d process(es) from a run of %d: the window random "
-                            "stream restarts", rt.world_size, len(stored["ranks"]))
-            sampler.generator.manual_seed(rtm.derive_seed(config.seed, rt.rank, _STREAM_WINDOWS,
-                                                          state.step))
+        state.step, seconds_before = loop.restore(
+            ck, rt, parts={"opt": opt, "sched": sched}, scaler=scaler, streams=streams,
+            seed=config.seed)
     if rt.distributed:
         # Batch-norm statistics: DDP broadcasts rank 0's running buffers at every forward.
-        state.model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        state.model = rtm.wrap_ddp(rt, net)
 
-    writer: Any = None
-    val: tuple[torch.Tensor, torch.Tensor] | None = None
-    if rt.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, streams=streams,
+             seconds_before=seconds_before, mel=mel, model_cfg=cfg, genres=genres,
+             sampler=sampler).run(stop_at, progress)
+    return state
 
-        out.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(out / TB_DIR))
-        held_out, why = rtm.open_validation(data, genres, [cfg.frames], config.seed)
+
+class _Session(loop.Session):
+    """A classifier run's loop: balanced batches, loss and accuracy, held-out accuracy."""
+
+    inference_file = INFERENCE_FILE
+    terms = ("loss", "accuracy")
+    desc = "classifier"
+
+    def __init__(self, *, mel: MelConfig, model_cfg: ClassifierConfig, genres: list[str],
+                 sampler: rtm.WindowSampler, **common: Any) -> None:
+        super().__init__(**common)
+        self.mel, self.model_cfg, self.genres, self.sampler = mel, model_cfg, genres, sampler
+        self.windows_per_step = self.state.config.batch_size
+        self.val: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def step(self) -> dict[str, float]:
+        state = self.state
+        x, y = self.sampler.batch(state.config.batch_size, state.step)
+        return train_step(state, (x.to(state.device, non_blocking=True), y.to(state.device)))
+
+    def log(self, means: dict[str, float], step: int) -> dict[str, str]:
+        w = self.writer
+        w.add_scalar("loss/train", means["loss"], step)
+        w.add_scalar("accuracy/train", means["accuracy"], step)
+        w.add_scalar("lr", self.state.sched.get_last_lr()[0], step)
+        return {"loss": f"{means['loss']:.3f}", "acc": f"{means['accuracy']:.2f}"}
+
+    def payload(self, prov: dict) -> dict:
+        return classifier_payload(model=self.state.model, config=self.model_cfg,
+                                  mel_config=self.mel, genres=self.genres, provenance=prov)
+
+    def resume_state(self) -> dict:
+        state = self.state
+        return {"opt": rtm.to_cpu(state.opt.state_dict()), "sched": state.sched.state_dict(),
+                "scaler": state.scaler.state_dict() if state.scaler is not None else None}
+
+    def open_validation(self) -> None:
+        cfg = self.state.config
+        held_out, why = rtm.open_validation(self.data, self.genres, [self.model_cfg.frames],
+                                            cfg.seed)
         if held_out is None:
             rtm.log.warning("no validation during this run: %s", why)
         else:
-            val = rtm.fixed_windows(held_out, config.val_windows)
+            self.val = rtm.fixed_windows(held_out, cfg.val_windows)
 
-    def checkpoint(bar: Any) -> None:
-        mine = {"rng": rtm.rng_state(device), "sampler": sampler.state_dict()}
-        ranks = rtm.gather_to_main(rt, mine)
-        if not rt.is_main:
+    def validate(self, bar: Any) -> None:
+        if self.val is None:
             return
-        ds = manifest.get("dataset", {})
-        prov = provenance(dataset=str(data), steps=state.step,
-                          train_seconds=seconds_before + time.perf_counter() - started,
-                          data_kind=ds.get("kind"), data_source=ds.get("source"),
-                          data_created=manifest.get("created"), processes=rt.world_size,
-                          device=device.type, precision=precision.name)
-        payload = classifier_payload(model=state.model, config=cfg, mel_config=mel,
-                                     genres=genres, provenance=prov)
-        write_checkpoint(out / INFERENCE_FILE, payload)
-        resume_part = {
-            "step": state.step, "train_config": config.to_dict(),
-            "opt": rtm.to_cpu(state.opt.state_dict()), "sched": state.sched.state_dict(),
-            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
-            "ranks": ranks,
-        }
-        write_checkpoint(out / RESUME_FILE, {**payload, "role": "resume", "resume": resume_part})
-        rtm.say(bar, f"step {state.step}: wrote {out / INFERENCE_FILE} and {out / RESUME_FILE}")
-
-    def validate(bar: Any) -> None:
-        if val is None:
-            return
-        metrics = evaluate(state.model, *val, genres, device=device)
+        state, genres = self.state, self.genres
+        metrics = evaluate(state.model, *self.val, genres, device=state.device)
         for k, v in metrics.items():
-            writer.add_scalar(f"val/{k}", v, state.step)
-        writer.flush()
+            self.writer.add_scalar(f"val/{k}", v, state.step)
+        self.writer.flush()
         per = " ".join(f"{g} {metrics[f'accuracy/{g}']:.2f}" for g in genres
                        if f"accuracy/{g}" in metrics)
         rtm.say(bar, f"step {state.step}: val accuracy {metrics['accuracy']:.3f} "
                      f"loss {metrics['loss']:.3f} ({per})")
-
-    started = time.perf_counter()
-    end = config.steps if stop_at is None else min(config.steps, stop_at)
-    sums, count, busy = torch.zeros(2, dtype=torch.float64), 0, 0.0
-    try:
-        with rtm.progress_bar(config.steps, state.step, progress and rt.is_main,
-                              "classifier") as bar:
-            if state.step >= end:
-                if rt.is_main:
-                    rtm.say(bar, f"nothing to do: the run in {out} is at step {state.step}")
-                return state
-            while state.step < end:
-                t0 = time.perf_counter()
-                x, y = sampler.batch(config.batch_size, state.step)
-                res = train_step(state, (x.to(device, non_blocking=True), y.to(device)))
-                busy += time.perf_counter() - t0  # data + step; not logging or checkpoints
-                sums += torch.tensor([res["loss"], res["accuracy"]], dtype=torch.float64)
-                count += 1
-                bar.update(1)
-                step, last = state.step, state.step == end
-                if step % config.log_every == 0 or last:
-                    loss, acc = rtm.all_mean(rt, sums / count).tolist()
-                    step_s = busy / count
-                    if rt.is_main:
-                        writer.add_scalar("loss/train", loss, step)
-                        writer.add_scalar("accuracy/train", acc, step)
-                        writer.add_scalar("lr", state.sched.get_last_lr()[0], step)
-                        writer.add_scalar("time/step_s", step_s, step)
-                        writer.add_scalar("time/windows_per_s",
-                                          config.batch_size * rt.world_size / max(step_s, 1e-9),
-                                          step)
-                        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}")
-                    sums.zero_()
-                    count, busy = 0, 0.0
-                if step % config.checkpoint_every == 0 or last:
-                    checkpoint(bar)
-                if rt.is_main and (step % config.val_every == 0 or step == config.steps):
-                    validate(bar)
-        rtm.barrier(rt)
-    finally:
-        if writer is not None:
-            writer.close()
-    return state

@@ -103,14 +103,41 @@ def cmd_train_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from genreshift.errors import GenreshiftError
+
+    files = [Path(f) for f in args.files]
+    if args.onnx_only:
+        if args.half or args.no_onnx:
+            raise GenreshiftError("--onnx-only writes the ONNX graphs of existing inference "
+                                  "files; --half and --no-onnx do not apply to it")
+        from genreshift.checkpoint import export_onnx
+
+        for f in files:
+            for out in export_onnx(f):
+                _print_written(out)
+        return 0
+    if len(files) != 2:
+        raise GenreshiftError(f"train export takes IN OUT (got {len(files)} paths); to "
+                              "(re)write the ONNX graphs of inference files, pass --onnx-only "
+                              "FILE.pt ...")
+    src, dst = files
+    if dst.exists() and not args.force:
+        raise GenreshiftError(f"{dst} exists; pass --force to replace it")
     from genreshift.checkpoint import export_inference
 
-    if Path(args.output).exists() and not args.force:
-        raise GenreshiftError(f"{args.output} exists; pass --force to replace it")
-    out = export_inference(args.input, args.output, half=args.half)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MB"
-          f"{', float16 weights' if args.half else ''})")
+    out = export_inference(src, dst, half=args.half)
+    _print_written(out, ", float16 weights" if args.half else "")
+    if not args.no_onnx:
+        from genreshift.checkpoint import export_onnx
+
+        for graph in export_onnx(out):
+            _print_written(graph)
     return 0
+
+
+def _print_written(path: os.PathLike, note: str = "") -> None:
+    size = os.stat(path).st_size / 2**20
+    kind = ", ONNX float32" if str(path).endswith(".onnx") else ""
+    print(f"wrote {path} ({size:.2f} MB{kind}{note})")
 
 
 def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
@@ -154,16 +181,33 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train_classifier)
 
     p = train_sub.add_parser(
-        "export", help="write a run's inference file for shipping (optionally float16)",
-        description="Copy the model of a converter.pt / classifier.pt / resume.pt into an "
-                    "inference file (configs, genres and provenance kept, training state "
-                    "dropped), checking that it loads.")
-    p.add_argument("input", metavar="CKPT", help="inference or resume file of a run")
-    p.add_argument("output", metavar="OUT", help="file to write (e.g. checkpoints/jazz.pt)")
+        "export", help="write a run's inference file for shipping (optionally float16) and its "
+                       "ONNX graphs",
+        usage="%(prog)s [--half] [--force] [--no-onnx] IN OUT\n"
+              "       %(prog)s --onnx-only FILE.pt [FILE.pt ...]",
+        description="Copy the model of a converter.pt / classifier.pt / resume.pt (IN) into an "
+                    "inference file OUT (configs, genres and provenance kept, training state "
+                    "dropped), checking that it loads, then write next to it the ONNX graphs "
+                    "that conversion runs without torch: OUT's name with .onnx for a classifier; "
+                    ".ab.onnx (a->b) and/or .ba.onnx (b->a) for a converter, one per direction "
+                    "whose target is not 'rest' (e.g. rest-to-jazz.pt -> rest-to-jazz.ab.onnx). "
+                    "Each graph records the SHA-256 of its .pt; conversion refuses a graph whose "
+                    ".pt changed since, so after replacing a .pt by other means, re-export its "
+                    "graphs with --onnx-only.")
+    p.add_argument("files", nargs="+", metavar="PATH",
+                   help="IN OUT: the inference or resume file of a run, and the file to write "
+                        "(e.g. checkpoints/rest-to-jazz.pt); with --onnx-only: inference files "
+                        "whose ONNX graphs to (re)write")
     p.add_argument("--half", action="store_true",
                    help="store the weights as float16 (half the size; outputs change by "
-                        "about 1e-3 of the log-mel range)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+                        "about 1e-3 of the log-mel range); the ONNX graphs are float32 anyway")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists (its ONNX "
+                   "graphs are always rewritten)")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="write OUT only, no ONNX graphs (conversion then needs torch)")
+    p.add_argument("--onnx-only", action="store_true",
+                   help="only (re)write the ONNX graphs next to the given inference files, "
+                        "e.g. `genreshift train export --onnx-only checkpoints/*.pt`")
     p.set_defaults(func=cmd_train_export)
 
 

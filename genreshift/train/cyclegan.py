@@ -16,14 +16,15 @@ A run directory holds::
 Both files are rewritten atomically every ``checkpoint_every`` steps; ``resume=True`` continues
 from resume.pt and reaches the same weights as an uninterrupted run (on CPU, bit for bit).
 Under ``torchrun`` the generators and discriminators are wrapped in DistributedDataParallel,
-each rank draws its own windows, and rank 0 writes files and logs.
+each rank draws its own windows, and rank 0 writes files and logs. The loop, the resume checks
+and the cadence are the classifier's too (genreshift.train.loop); this module supplies the
+step, the validation, the samples and what the files hold.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,15 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
-from genreshift.errors import GenreshiftError
-from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
-from genreshift.models.content import content_loss
-from genreshift.models.discriminator import Discriminator
-from genreshift.models.generator import Generator
-from genreshift.spectral import MelConfig, mel_to_wav
-from genreshift.train import runtime as rtm
 from genreshift.checkpoint import (
     Classifier,
     Domain,
@@ -48,16 +41,21 @@ from genreshift.checkpoint import (
     converter_payload,
     cpu_state_dict,
     load_classifier,
-    provenance,
     read_checkpoint,
     unwrap,
-    write_checkpoint,
 )
-from genreshift.train.config import LEGACY_TRAIN_VALUES, TrainConfig, refuse_changed
+from genreshift.errors import GenreshiftError
+from genreshift.models.config import DiscriminatorConfig, GeneratorConfig
+from genreshift.models.content import content_loss
+from genreshift.models.discriminator import Discriminator
+from genreshift.models.generator import Generator
+from genreshift.spectral import MelConfig, mel_to_wav
+from genreshift.train import loop
+from genreshift.train import runtime as rtm
+from genreshift.train.config import LEGACY_TRAIN_VALUES, TrainConfig
+from genreshift.train.loop import RESUME_FILE, TB_DIR  # noqa: F401  (re-exported)
 
 INFERENCE_FILE = "converter.pt"
-RESUME_FILE = "resume.pt"
-TB_DIR = "tb"
 
 # Random streams, one generator each per rank (see runtime.derive_seed).
 _STREAM_POOL_A, _STREAM_POOL_B, _STREAM_WINDOWS_A, _STREAM_WINDOWS_B = 1, 2, 3, 4
@@ -96,11 +94,13 @@ class ImagePool:
 
     Until ``size`` fakes are stored every new fake is kept and passed through; afterwards each
     new fake, with probability 1/2, is swapped for a random stored one. Stored on the training
-    device as float32; its own random generator makes it resumable.
+    device as float32 (``device``: where load_state_dict puts them back); its own random
+    generator makes it resumable.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, device: torch.device | None = None) -> None:
         self.size = size
+        self.device = device
         self.images: list[torch.Tensor] = []
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -125,8 +125,9 @@ class ImagePool:
         images = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
         return {"images": images, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict, device: torch.device) -> None:
-        self.images = [img.to(device) for img in state["images"]]
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        device = self.device if device is None else device
+        self.images = [img if device is None else img.to(device) for img in state["images"]]
         self.generator.set_state(state["generator"])
 
 
@@ -277,18 +278,18 @@ def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: tor
     g_ba.eval()
     out: dict[str, float] = {}
     try:
-        for src, dst, there, back, real in (("a", "b", g_ab, g_ba, real_a),
-                                            ("b", "a", g_ba, g_ab, real_b)):
+        for src, dst, there, back, windows in (("a", "b", g_ab, g_ba, real_a),
+                                               ("b", "a", g_ba, g_ab, real_b)):
             target = b if dst == "b" else a
             fakes, sums = [], {"cycle": 0.0, "identity": 0.0, "change": 0.0}
-            for chunk in real.split(batch_size):
+            for chunk in windows.split(batch_size):
                 chunk = chunk.to(device).float()
                 fake = there(chunk)
                 sums["cycle"] += float((back(fake) - chunk).abs().mean()) * len(chunk)
                 sums["identity"] += float((back(chunk) - chunk).abs().mean()) * len(chunk)
                 sums["change"] += float((fake - chunk).abs().mean()) * len(chunk)
                 fakes.append(fake.cpu())
-            n = len(real)
+            n = len(windows)
             out[f"cycle_{src}"] = sums["cycle"] / n
             out[f"identity_{src}"] = sums["identity"] / n
             out[f"change_{src}{dst}"] = sums["change"] / n
@@ -296,7 +297,7 @@ def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: tor
                 from genreshift.models.classifier import window_probabilities
 
                 idx = torch.tensor([classifier.genres.index(g) for g in target.genres])
-                for suffix, mels in (("", torch.cat(fakes)), ("_input", real)):
+                for suffix, mels in (("", torch.cat(fakes)), ("_input", windows)):
                     probs = window_probabilities(classifier.model, mels.float())
                     out[f"p_target_{src}{dst}{suffix}"] = float(probs[:, idx].sum(1).mean())
                     top = probs.argmax(1)
@@ -321,14 +322,11 @@ def validate(g_ab: nn.Module, g_ba: nn.Module, real_a: torch.Tensor, real_b: tor
 # --------------------------------------------------------------------------- the run
 
 
-
-
 def stored_configs(out: str | Path) -> dict[str, dict] | None:
     """The configs and domains of the run in ``out`` (for filling in a resume), or None."""
-    path = Path(out) / RESUME_FILE
-    if not path.is_file():
+    ck = loop.stored_run(out, "converter")
+    if ck is None:
         return None
-    ck = read_checkpoint(path, kind="converter", role="resume")
     return {"train": {**LEGACY_TRAIN_VALUES, **ck["resume"]["train_config"]},
             "generator": GeneratorConfig.stored(ck["model_config"]).to_dict(),
             "discriminator": ck["resume"]["discriminator_config"], "domains": ck["domains"]}
@@ -365,15 +363,12 @@ def train_cyclegan(
     must name the same file or none. ``stop_at`` ends this session after that step, with a
     checkpoint. Returns the final State (on every rank).
     """
-    rt = rtm.init_runtime(config.device)
-    try:
+    with rtm.runtime(config.device) as rt:
         return _run(rt, Path(data), Path(out), a=a, b=b, config=config, generator=generator,
                     discriminator=discriminator, resume=resume, classifier=classifier,
                     real=None if real is None else Path(real),
                     init_from=None if init_from is None else Path(init_from), stop_at=stop_at,
                     progress=progress)
-    finally:
-        rtm.shutdown_runtime(rt)
 
 
 def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None,
@@ -393,23 +388,13 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                               "discriminator layers/scales")
 
     resume_path = out / RESUME_FILE
-    ck = None
-    if resume_path.exists():
-        if not resume:
-            raise GenreshiftError(f"{out} already holds a run ({RESUME_FILE}); pass --resume to "
-                                  "continue it, or choose another --out")
-        ck = read_checkpoint(resume_path, kind="converter", role="resume")
+    ck = loop.open_run(out, kind="converter", resume=resume, mel=mel)
     if ck is not None:
         stored = ck["resume"]
-        check_same_config(resume_path, "the data's mel config", ck["mel_config"], mel.to_dict(),
-                          "resume with the mel directory the run was started on")
-        refuse_changed(resume_path, stored["train_config"], config)
-        check_same_config(resume_path, "generator config",
-                          GeneratorConfig.stored(ck["model_config"]).to_dict(), gcfg.to_dict(),
-                          "resume without architecture options, or start a new run")
-        check_same_config(resume_path, "discriminator config", stored["discriminator_config"],
-                          dcfg.to_dict(), "resume without architecture options, or start a "
-                          "new run")
+        loop.refuse_other_settings(resume_path, ck, config, [
+            ("generator config", GeneratorConfig.stored(ck["model_config"]).to_dict(),
+             gcfg.to_dict()),
+            ("discriminator config", stored["discriminator_config"], dcfg.to_dict())])
         stored_real = stored.get("real_data")
         if (stored_real is None) != (real is None):
             raise GenreshiftError(
@@ -451,12 +436,7 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
             raise GenreshiftError(f"{classifier}: the classifier does not know "
                                   f"{', '.join(missing)} (it knows {', '.join(clf.genres)})")
 
-    rtm.setup_determinism(config.deterministic, device)
-    rtm.setup_threads(config.threads)
-    precision = rtm.resolve_precision(config.amp, device)
-
-    # The same seed on every rank gives the same initial weights; DDP also broadcasts rank 0's.
-    torch.manual_seed(config.seed)
+    precision = rtm.setup_run(config, device)
     g_ab, g_ba = Generator(gcfg).to(device), Generator(gcfg).to(device)
     d_a, d_b = Discriminator(dcfg).to(device), Discriminator(dcfg).to(device)
     betas = (config.beta1, config.beta2)
@@ -470,11 +450,11 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
                                                                        config.decay_start))
     scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
 
-    def seeded(stream: int, *more: int) -> int:
-        return rtm.derive_seed(config.seed, rt.rank, stream, *more)
+    def seeded(stream: int) -> int:
+        return rtm.derive_seed(config.seed, rt.rank, stream)
 
-    pool_a = ImagePool(config.pool_size, seeded(_STREAM_POOL_A))
-    pool_b = ImagePool(config.pool_size, seeded(_STREAM_POOL_B))
+    pool_a = ImagePool(config.pool_size, seeded(_STREAM_POOL_A), device)
+    pool_b = ImagePool(config.pool_size, seeded(_STREAM_POOL_B), device)
     train_a = MelWindows(data, split="train", genres=list(dom_a.genres), frames=config.frames,
                          augment=config.augment, seed=config.seed)
     train_b = MelWindows(data, split="train", genres=list(dom_b.genres), frames=config.frames,
@@ -494,6 +474,12 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
         real_train = MelWindows(real, split="train", frames=config.frames,
                                 augment=config.augment, seed=config.seed + 2)
         sampler_real = rtm.WindowSampler(real_train, seed=seeded(_STREAM_REAL))
+    # The per-rank random streams, in the order the resume file lists them.
+    streams: dict[str, tuple[Any, int]] = {
+        "sampler_a": (sampler_a, _STREAM_WINDOWS_A), "sampler_b": (sampler_b, _STREAM_WINDOWS_B),
+        "pool_a": (pool_a, _STREAM_POOL_A), "pool_b": (pool_b, _STREAM_POOL_B)}
+    if sampler_real is not None:
+        streams["sampler_real"] = (sampler_real, _STREAM_REAL)
 
     state = State(g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, opt_g=opt_g, opt_d=opt_d,
                   sched_g=sched_g, sched_d=sched_d, pool_a=pool_a, pool_b=pool_b, config=config,
@@ -514,53 +500,19 @@ def _run(rt: rtm.Runtime, data: Path, out: Path, *, a: str | None, b: str | None
         for module, weights in ((g_ab, ck["state_dict"]["g_ab"]), (g_ba, ck["state_dict"]["g_ba"]),
                                 (d_a, stored["d_a"]), (d_b, stored["d_b"])):
             module.load_state_dict(weights)
-        opt_g.load_state_dict(stored["opt_g"])
-        opt_d.load_state_dict(stored["opt_d"])
-        sched_g.load_state_dict(stored["sched_g"])
-        sched_d.load_state_dict(stored["sched_d"])
-        if scaler is not None and stored.get("scaler"):
-            scaler.load_state_dict(stored["scaler"])
-        state.step = int(stored["step"])
-        seconds_before = float(ck["provenance"].get("train_seconds", 0.0))
-        ranks = stored["ranks"]
-        if len(ranks) == rt.world_size:
-            mine = ranks[rt.rank]
-            rtm.set_rng_state(mine["rng"], device)
-            sampler_a.load_state_dict(mine["sampler_a"])
-            sampler_b.load_state_dict(mine["sampler_b"])
-            if sampler_real is not None and "sampler_real" in mine:
-                sampler_real.load_state_dict(mine["sampler_real"])
-            pool_a.load_state_dict(mine["pool_a"], device)
-            pool_b.load_state_dict(mine["pool_b"], device)
-        else:
-            # Other process count: the random streams cannot continue; restart them from
-            # (seed, rank, step) so the run stays reproducible for this process count.
-            rtm.log.warning("resuming %d process(es) from a run of %d: window and pool random "
-                            "streams restart", rt.world_size, len(ranks))
-            for gen, stream in ((sampler_a.generator, _STREAM_WINDOWS_A),
-                                (sampler_b.generator, _STREAM_WINDOWS_B),
-                                (pool_a.generator, _STREAM_POOL_A),
-                                (pool_b.generator, _STREAM_POOL_B)):
-                gen.manual_seed(seeded(stream, state.step))
-            if sampler_real is not None:
-                sampler_real.generator.manual_seed(seeded(_STREAM_REAL, state.step))
+        state.step, seconds_before = loop.restore(
+            ck, rt, parts={"opt_g": opt_g, "opt_d": opt_d, "sched_g": sched_g,
+                           "sched_d": sched_d},
+            scaler=scaler, streams=streams, seed=config.seed)
 
     if rt.distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        state.g_ab, state.g_ba = DDP(g_ab, device_ids=ids), DDP(g_ba, device_ids=ids)
-        state.d_a, state.d_b = DDP(d_a, device_ids=ids), DDP(d_b, device_ids=ids)
+        state.g_ab, state.g_ba = rtm.wrap_ddp(rt, g_ab), rtm.wrap_ddp(rt, g_ba)
+        state.d_a, state.d_b = rtm.wrap_ddp(rt, d_a), rtm.wrap_ddp(rt, d_b)
 
-    session = _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, mel=mel,
-                       gcfg=gcfg, dcfg=dcfg, dom_a=dom_a, dom_b=dom_b, clf=clf,
-                       samplers=(sampler_a, sampler_b), sampler_real=sampler_real, real=real,
-                       seconds_before=seconds_before, init_from=init_record)
-    if rt.is_main:
-        session.open_logs()
-    end = config.steps if stop_at is None else min(config.steps, stop_at)
-    try:
-        session.loop(end, progress)
-    finally:
-        session.close()
+    _Session(rt=rt, state=state, out=out, data=data, manifest=manifest, streams=streams,
+             seconds_before=seconds_before, mel=mel, gcfg=gcfg, dcfg=dcfg, dom_a=dom_a,
+             dom_b=dom_b, clf=clf, samplers=(sampler_a, sampler_b), sampler_real=sampler_real,
+             real=real, init_from=init_record).run(stop_at, progress)
     return state
 
 
@@ -590,34 +542,58 @@ def _read_warm_start(path: Path, *, mel: MelConfig, gcfg: GeneratorConfig,
     return weights
 
 
-class _Session:
-    """One process's share of a run: the loop, logs, validation and checkpoints."""
+class _Session(loop.Session):
+    """A converter run's loop: its batches, losses, validation, samples and files."""
 
-    def __init__(self, *, rt: rtm.Runtime, state: State, out: Path, data: Path, manifest: dict,
-                 mel: MelConfig, gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, dom_a: Domain,
-                 dom_b: Domain, clf: Classifier | None,
+    inference_file = INFERENCE_FILE
+    terms = LOSS_TERMS
+
+    def __init__(self, *, mel: MelConfig, gcfg: GeneratorConfig, dcfg: DiscriminatorConfig,
+                 dom_a: Domain, dom_b: Domain, clf: Classifier | None,
                  samplers: tuple[Any, rtm.WindowSampler],
                  sampler_real: rtm.WindowSampler | None = None, real: Path | None = None,
-                 seconds_before: float, init_from: dict | None = None) -> None:
-        self.rt, self.state, self.out, self.data = rt, state, out, data
+                 init_from: dict | None = None, **common: Any) -> None:
+        super().__init__(**common, provenance_extra={"init_from": init_from} if init_from else None)
         self.init_from = init_from
-        self.manifest, self.mel, self.gcfg, self.dcfg = manifest, mel, gcfg, dcfg
+        self.mel, self.gcfg, self.dcfg = mel, gcfg, dcfg
         self.dom_a, self.dom_b, self.clf, self.samplers = dom_a, dom_b, clf, samplers
         self.sampler_real, self.real = sampler_real, real
-        self.val_real: torch.Tensor | None = None
-        self.seconds_before = seconds_before
-        self.started = time.perf_counter()
-        self.writer: Any = None
+        self.desc = f"{dom_a.label}<->{dom_b.label}"
+        self.windows_per_step = 2 * self.state.config.batch_size
         self.val: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.val_real: torch.Tensor | None = None
 
-    # ---- logs and held-out data (rank 0)
+    # ---- one step
 
-    def open_logs(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    def step(self) -> dict[str, float]:
+        state, cfg = self.state, self.state.config
+        sampler_a, sampler_b = self.samplers
+        if isinstance(sampler_a, rtm.PairedSampler):
+            xa, xb, pairs = sampler_a.batch(cfg.batch_size, state.step)
+        else:
+            xa, _ = sampler_a.batch(cfg.batch_size, state.step)
+            xb, _ = sampler_b.batch(cfg.batch_size, state.step)
+            pairs = torch.zeros(len(xb), dtype=torch.bool)
+        if self.sampler_real is not None:
+            xr, _ = self.sampler_real.batch(cfg.real_windows, state.step)
+            xa = torch.cat([xa, xr])
+        dev = state.device
+        return train_step(state, (xa.to(dev, non_blocking=True), xb.to(dev, non_blocking=True),
+                                  pairs.to(dev)))
 
+    def log(self, means: dict[str, float], step: int) -> dict[str, str]:
+        state, w = self.state, self.writer
+        for k, v in means.items():
+            w.add_scalar(f"loss/{k}", v, step)
+        w.add_scalar("lr/g", state.sched_g.get_last_lr()[0], step)
+        w.add_scalar("lr/d", state.sched_d.get_last_lr()[0], step)
+        return {"g": f"{means['g_total']:.3f}", "d": f"{means['d_total']:.3f}",
+                "cyc": f"{(means['cycle_a'] + means['cycle_b']) / 2:.3f}"}
+
+    # ---- held-out data, validation and samples (rank 0)
+
+    def open_validation(self) -> None:
         cfg = self.state.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(self.out / TB_DIR))
         vals, why = [], None
         for dom in (self.dom_a, self.dom_b):
             windows, why = rtm.open_validation(self.data, dom.genres,
@@ -640,72 +616,6 @@ class _Session:
                 self.val_real = rtm.fixed_windows(windows, cfg.val_windows)[0]
             else:
                 rtm.log.warning("no validation on real recordings: %s", why)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-    # ---- the loop
-
-    def loop(self, end: int, progress: bool) -> None:
-        state, rt, cfg = self.state, self.rt, self.state.config
-        sampler_a, sampler_b = self.samplers
-        desc = f"{self.dom_a.label}<->{self.dom_b.label}"
-        sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
-        count, busy = 0, 0.0
-        with rtm.progress_bar(cfg.steps, state.step, progress and rt.is_main, desc) as bar:
-            if state.step >= end:
-                if rt.is_main:
-                    rtm.say(bar, f"nothing to do: the run in {self.out} is at step {state.step}")
-                return
-            while state.step < end:
-                t0 = time.perf_counter()
-                if isinstance(sampler_a, rtm.PairedSampler):
-                    xa, xb, pairs = sampler_a.batch(cfg.batch_size, state.step)
-                else:
-                    xa, _ = sampler_a.batch(cfg.batch_size, state.step)
-                    xb, _ = sampler_b.batch(cfg.batch_size, state.step)
-                    pairs = torch.zeros(len(xb), dtype=torch.bool)
-                if self.sampler_real is not None:
-                    xr, _ = self.sampler_real.batch(cfg.real_windows, state.step)
-                    xa = torch.cat([xa, xr])
-                dev = state.device
-                losses = train_step(state, (xa.to(dev, non_blocking=True),
-                                            xb.to(dev, non_blocking=True), pairs.to(dev)))
-                busy += time.perf_counter() - t0  # data + step; not logging or checkpoints
-                sums += torch.tensor([losses[k] for k in LOSS_TERMS], dtype=torch.float64)
-                count += 1
-                bar.update(1)
-                step = state.step
-                last = step == end
-                # Every branch below depends on the step only, so all ranks take it together.
-                if step % cfg.log_every == 0 or last:
-                    means = rtm.all_mean(rt, sums / count)
-                    if rt.is_main:
-                        self.log_scalars(dict(zip(LOSS_TERMS, means.tolist())), busy / count,
-                                         bar)
-                    sums.zero_()
-                    count, busy = 0, 0.0
-                if step % cfg.checkpoint_every == 0 or last:
-                    self.checkpoint(bar)
-                if rt.is_main and (step % cfg.val_every == 0 or step == cfg.steps):
-                    self.validate(bar)
-                if rt.is_main and (step % cfg.sample_every == 0 or step == cfg.steps):
-                    self.samples()
-        rtm.barrier(rt)  # every rank returns once the last files are written
-
-    def log_scalars(self, losses: dict[str, float], step_s: float, bar: Any) -> None:
-        state, w = self.state, self.writer
-        step = state.step
-        for k, v in losses.items():
-            w.add_scalar(f"loss/{k}", v, step)
-        w.add_scalar("lr/g", state.sched_g.get_last_lr()[0], step)
-        w.add_scalar("lr/d", state.sched_d.get_last_lr()[0], step)
-        w.add_scalar("time/step_s", step_s, step)
-        windows = 2 * state.config.batch_size * self.rt.world_size
-        w.add_scalar("time/windows_per_s", windows / max(step_s, 1e-9), step)
-        bar.set_postfix(g=f"{losses['g_total']:.3f}", d=f"{losses['d_total']:.3f}",
-                        cyc=f"{(losses['cycle_a'] + losses['cycle_b']) / 2:.3f}")
 
     def validate(self, bar: Any) -> None:
         if self.val is None:
@@ -758,35 +668,17 @@ class _Session:
             g_ba.train(modes[1])
         w.flush()
 
-    # ---- checkpoints
+    # ---- what the files hold besides the loop's common part
 
-    def checkpoint(self, bar: Any) -> None:
-        """Gather every rank's random streams and pools; rank 0 writes both files."""
-        state, rt = self.state, self.rt
-        sampler_a, sampler_b = self.samplers
-        mine = {"rng": rtm.rng_state(state.device), "sampler_a": sampler_a.state_dict(),
-                "sampler_b": sampler_b.state_dict(), "pool_a": state.pool_a.state_dict(),
-                "pool_b": state.pool_b.state_dict()}
-        if self.sampler_real is not None:
-            mine["sampler_real"] = self.sampler_real.state_dict()
-        ranks = rtm.gather_to_main(rt, mine)
-        if not rt.is_main:
-            return
-        dataset = self.manifest.get("dataset", {})
-        prov = provenance(
-            dataset=str(self.data), steps=state.step,
-            train_seconds=self.seconds_before + time.perf_counter() - self.started,
-            data_kind=dataset.get("kind"), data_source=dataset.get("source"),
-            data_created=self.manifest.get("created"), processes=rt.world_size,
-            device=state.device.type, precision=state.precision.name,
-            **({"init_from": self.init_from} if self.init_from else {}))
-        payload = converter_payload(g_ab=state.g_ab, g_ba=state.g_ba, config=self.gcfg,
-                                    mel_config=self.mel, a=self.dom_a, b=self.dom_b,
-                                    provenance=prov)
-        write_checkpoint(self.out / INFERENCE_FILE, payload)
-        resume = {
-            "step": state.step,
-            "train_config": state.config.to_dict(),
+    def payload(self, prov: dict) -> dict:
+        state = self.state
+        return converter_payload(g_ab=state.g_ab, g_ba=state.g_ba, config=self.gcfg,
+                                 mel_config=self.mel, a=self.dom_a, b=self.dom_b,
+                                 provenance=prov)
+
+    def resume_state(self) -> dict:
+        state = self.state
+        return {
             "discriminator_config": self.dcfg.to_dict(),
             "d_a": cpu_state_dict(state.d_a),
             "d_b": cpu_state_dict(state.d_b),
@@ -797,8 +689,4 @@ class _Session:
             "scaler": state.scaler.state_dict() if state.scaler is not None else None,
             "real_data": None if self.real is None else str(self.real),
             "init_from": self.init_from,
-            "ranks": ranks,
         }
-        write_checkpoint(self.out / RESUME_FILE, {**payload, "role": "resume", "resume": resume})
-        rtm.say(bar, f"step {state.step}: wrote {self.out / INFERENCE_FILE} and "
-                     f"{self.out / RESUME_FILE}")

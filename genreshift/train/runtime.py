@@ -1,5 +1,6 @@
 """What every training loop shares: device and process group, mixed precision, random streams,
-balanced window sampling, domains, the learning-rate schedule, and logging helpers.
+balanced window sampling, domains, the learning-rate schedule, and logging helpers. The run
+loop itself (resume files, checkpoints, the log / validate cadence) is genreshift.train.loop.
 
 Distributed runs are detected from the variables ``torchrun`` sets (``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): NCCL between GPUs, gloo between CPU processes.
@@ -24,8 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from genreshift.errors import GenreshiftError
 from genreshift.checkpoint import Domain
+from genreshift.errors import GenreshiftError
 
 log = logging.getLogger("genreshift.train")
 
@@ -97,6 +98,23 @@ def shutdown_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def runtime(device: str = "auto") -> Iterator[Runtime]:
+    """init_runtime for the length of a run, leaving the process group at its end."""
+    rt = init_runtime(device)
+    try:
+        yield rt
+    finally:
+        shutdown_runtime(rt)
+
+
+def wrap_ddp(rt: Runtime, module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` in DistributedDataParallel (on this rank's GPU, or the CPU under gloo)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+
+
 def barrier(rt: Runtime) -> None:
     if rt.distributed:
         if rt.device.type == "cuda":
@@ -137,6 +155,17 @@ def setup_determinism(deterministic: bool, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed window sizes: autotuning pays off
+
+
+def setup_run(config: Any, device: torch.device) -> Precision:
+    """Kernels, threads, precision and initial seed from a training config (``deterministic``,
+    ``threads``, ``amp``, ``seed``). The same seed on every rank gives the same initial
+    weights; DDP also broadcasts rank 0's."""
+    setup_determinism(config.deterministic, device)
+    setup_threads(config.threads)
+    precision = resolve_precision(config.amp, device)
+    torch.manual_seed(config.seed)
+    return precision
 
 
 def to_cpu(obj: Any) -> Any:

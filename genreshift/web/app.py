@@ -18,13 +18,15 @@ saved under names the server makes. Every error is ``{"error": "..."}`` with a 4
 (5xx only for the server's own faults): 400 unusable audio, 403 a state-changing request from
 another site's page, 404 unknown job, 408 an upload that stalled, 409 not finished, 410
 expired or deleted, 413 too large or too long, 415 not audio, 422 bad parameters, 503 queue
-full (or, with the Redis queue, Redis unreachable). /docs and /redoc serve their assets from
-here: they work offline.
+full (or, with the Redis queue, Redis unreachable). A library error's status comes from its
+``kind`` (KIND_STATUS), never from its wording; an error about a setting names the form field.
+/docs and /redoc serve their assets from here: they work offline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import shutil
@@ -62,6 +64,8 @@ from genreshift.web.jobs import (
     UnknownJob,
 )
 
+log = logging.getLogger("genreshift.web")
+
 STATIC = Path(__file__).resolve().parent / "static"
 MB = 1_000_000
 # Room for the multipart framing and the form fields next to the files.
@@ -95,6 +99,31 @@ DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
             "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+# GenreshiftError.kind -> HTTP status. An unclassified error (kind None) gets the status of
+# the place it surfaces: 400 in the upload checks, 422 in the settings checks, 500 elsewhere.
+KIND_STATUS = {
+    "bad_input": 400,
+    "unsupported_format": 415,
+    "too_large": 413,
+    "not_found": 404,
+    "bad_option": 422,
+    "unavailable": 503,
+    "bad_model": 500,
+    "output": 500,
+    "internal": 500,
+}
+# What the client reads for a server-side fault: the message itself (server paths, checkpoint
+# names) goes to the log only.
+SERVER_FAULTS = {
+    "output": "the server could not write the files this needs (its log says why); try again "
+              "later, or tell whoever runs it",
+    "bad_model": "the server's models cannot be used (its log says why); tell whoever runs it",
+}
+SERVER_FAULT = "internal error; the server's log has the details"
+# The library's settings (GenreshiftError.option, as the CLI names them) -> the form fields.
+FORM_FIELDS, _field = wjobs.FORM_FIELDS, wjobs.form_field
 
 
 class ApiError(Exception):
@@ -223,6 +252,25 @@ class Deleted(BaseModel):
 
 def _errors(*codes: int) -> dict:
     return {c: {"model": ErrorBody} for c in codes}
+
+
+def _api_error(e: GenreshiftError, default: int, *, names: dict[Path, str] | None = None,
+               folder: Path | None = None, server_side: bool = False) -> ApiError:
+    """The answer to a library error: the status from its kind (``default`` for an
+    unclassified one), a setting it is about called by its form field, and no server paths.
+    ``server_side``: the error is about the server's own files, whatever its kind says (a
+    result that cannot be re-read is not the client's bad input)."""
+    status = KIND_STATUS.get(e.kind, default) if e.kind is not None else default
+    if server_side and status != 503:
+        status = 500
+    message = e.worded(_field)
+    if folder is not None:
+        message = wjobs.public_message(message, names or {}, folder)
+    if status >= 500 and status != 503:
+        log.error("%s error (%s): %s", e.kind or "unclassified", type(e).__name__, message)
+        return ApiError(status, SERVER_FAULTS.get(e.kind, SERVER_FAULT))
+    headers = {"retry-after": "30"} if status == 503 else None
+    return ApiError(status, message, headers=headers)
 
 
 # --------------------------------------------------------------------------- middleware
@@ -507,9 +555,7 @@ class _Uploads:
             info = gaudio.audio_info(path)
             audio, sr = load_song(path)
         except AudioError as e:
-            message = wjobs.public_message(str(e), names, folder)
-            status = 415 if "ffmpeg cannot decode" in message else 400
-            raise ApiError(status, message) from None
+            raise _api_error(e, 400, names=names, folder=folder) from None
         seconds = audio.shape[-1] / sr
         if seconds > self.max_seconds:  # a header can understate the length
             raise ApiError(413, self._too_long(what, seconds))
@@ -543,7 +589,8 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
                allowed_hosts: tuple[str, ...] | None = None,
                queue: str | None = None, storage: str | Path | None = None,
                trusted_origins: tuple[str, ...] = (),
-               body_limits: BodyLimits = BodyLimits()) -> FastAPI:
+               body_limits: BodyLimits = BodyLimits(),
+               threads: int | None = None) -> FastAPI:
     """The web app. ``models_dir``: converters and classifier (default: $GENRESHIFT_MODELS or
     the shipped checkpoints/); ``workers``: conversions at once; ``max_queue``: jobs waiting
     before new ones get 503; ``max_upload_mb``, ``max_seconds``: per uploaded file;
@@ -572,7 +619,7 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         converter = wjobs.Converter(models_dir, "cpu")  # to list the genres; it converts nothing
         manager = RedisJobManager(queue, storage, max_queue=max_queue, ttl_seconds=ttl_seconds)
     else:
-        converter = wjobs.Converter(models_dir, device)
+        converter = wjobs.Converter(models_dir, device, threads=threads)
         manager = JobManager(converter.run, workers=workers, max_queue=max_queue,
                              ttl_seconds=ttl_seconds, workdir=workdir,
                              worker_state=converter.new_state)
@@ -615,6 +662,12 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(GenreshiftError)
+    async def _library_error(request: Request, exc: GenreshiftError) -> JSONResponse:
+        # One that no route expected: unclassified, it is the server's fault (500).
+        err = _api_error(exc, 500, folder=getattr(manager, "root", None))
+        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
 
     @app.exception_handler(QueueUnavailable)
     async def _queue_down(request: Request, exc: QueueUnavailable) -> JSONResponse:
@@ -783,9 +836,9 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         _finished(job)
         try:
             path = wjobs.export(job, fmt)
-        except AudioError:
+        except GenreshiftError as e:
             _job(job_id)  # expired while encoding: say so
-            raise
+            raise _api_error(e, 500, folder=job.dir, server_side=True) from None
         name = f"{_ascii_stem(job.input_name)}.{_ascii_stem(job.label)}.{fmt}"
         return _file(job, path, MEDIA_TYPES[fmt], filename=name)
 
@@ -837,7 +890,7 @@ def _check_genre(converter: wjobs.Converter, genre: str, strength: float,
     try:
         targets = tconv.parse_targets(genre)
     except GenreshiftError as e:
-        raise ApiError(422, str(e).replace("--to ", "genre ")) from None
+        raise _api_error(e, 422) from None
     for t in targets:
         if t.genre not in available:
             raise ApiError(422, f"unknown target genre '{t.genre}'; available: {names}")
@@ -845,8 +898,7 @@ def _check_genre(converter: wjobs.Converter, genre: str, strength: float,
         tconv.check_genres(models, tconv.TrainedSettings(targets=tuple(targets),
                                                          strength=strength, source=source))
     except GenreshiftError as e:
-        raise ApiError(422, str(e).replace("--from ", "source ")
-                       .replace("with --from GENRE", "with the 'source' field")) from None
+        raise _api_error(e, 422) from None
     return tconv.target_label(targets)
 
 

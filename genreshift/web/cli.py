@@ -85,7 +85,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             import rq  # noqa: F401
         except ImportError as e:
             raise _need_web(e) from None
-    app = create_app(models_dir=args.models, workers=workers,
+    # Each worker converts with its own threads; sharing the cores between them beats every
+    # worker starting one thread per core (oversubscribed, every job slows down).
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    app = create_app(models_dir=args.models, workers=workers, threads=threads,
                      max_upload_mb=args.max_upload_mb, max_seconds=args.max_minutes * 60,
                      ttl_seconds=args.ttl_minutes * 60, workdir=args.workdir,
                      device=args.device, max_queue=args.max_queue,
@@ -94,12 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      trusted_origins=tuple(args.allow_origin),
                      body_limits=BodyLimits(idle_timeout=args.body_timeout,
                                             min_rate=args.min_body_kbps * 1000))
-    if workers > 1:
-        # Each worker runs torch ops; sharing the cores between them beats every worker
-        # starting one thread per core (oversubscribed, every job slows down).
+    if threads is not None and "torch" in sys.modules:  # reference mode's torch, if loaded
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(threads)
     if not loopback:
         print(f"genreshift: warning: listening on {args.host}, not on this machine only: "
               "anyone who can reach it can upload files and use its CPU", file=sys.stderr)
@@ -212,7 +213,7 @@ def add_worker_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto takes CUDA when present")
     p.add_argument("--threads", type=_positive(int, "--threads"), default=None,
-                   help="torch threads per conversion (default: every core; with N workers "
+                   help="threads per conversion (default: every core; with N workers "
                         "on one machine, give each cores / N)")
     p.add_argument("--heartbeat", type=_positive(int, "--heartbeat"), default=10,
                    metavar="S",

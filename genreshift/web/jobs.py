@@ -346,7 +346,7 @@ class JobManager:
             try:
                 summary = self._run(job, state, lambda s, job=job: self._set_stage(job, s))
             except GenreshiftError as e:
-                error = job.public_message(str(e))
+                error = user_message(job, e)
             except Exception as e:  # a bug: the user gets one line, the log the traceback
                 log.exception("%s failed", log_tag(job.id))
                 error = (f"internal error ({type(e).__name__}); the conversion failed, the "
@@ -395,9 +395,23 @@ def _folder_stamp(folder: Path) -> tuple:
     """What changes when a checkpoint is added, removed or rewritten."""
     try:
         return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in folder.glob("*.pt")))
+                            for p in folder.iterdir() if p.suffix in (".pt", ".onnx")))
     except OSError:
         return ()
+
+
+# The library's settings (GenreshiftError.option, as the CLI names them) -> the web form's
+# fields, so that an error a job or an upload check raises names what the user can change.
+FORM_FIELDS = {"to": "genre", "from": "source", "strength": "strength", "reference": "reference"}
+
+
+def form_field(option: str) -> str:
+    return FORM_FIELDS.get(option, f"the server's setting '{option}'")
+
+
+def user_message(job: "Job", e: GenreshiftError) -> str:
+    """What the page shows for a failed job: the error worded for the form, no server paths."""
+    return job.public_message(e.worded(form_field))
 
 
 @dataclass
@@ -409,13 +423,14 @@ class WorkerState:
 
 
 class Converter:
-    """Runs a job with the library: convert_trained_file or convert_reference_file, then
-    plot_conversion. The model folder is rescanned when its checkpoints change (models that
+    """Runs a job through the conversion pipeline (pipeline.run), then plot_conversion. The model folder is rescanned when its checkpoints change (models that
     finish training appear without a restart)."""
 
-    def __init__(self, models_dir: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(self, models_dir: str | Path | None = None, device: str = "auto",
+                 threads: int | None = None) -> None:
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.device = resolve_device(device)
+        self.threads = threads  # per conversion (onnxruntime; torch for reference mode)
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._models: tconv.ModelSet | None = None
@@ -447,38 +462,33 @@ class Converter:
         return WorkerState()
 
     def run(self, job: Job, state: WorkerState, stage: Callable[[str], None]) -> dict:
+        from genreshift.inference import pipeline
         from genreshift.inference.plot import plot_conversion
-        from genreshift.spectral import MelConfig
 
-        device = str(self.device)
+        context = {}
         if job.mode == "trained":
             models, generation = self.models_and_generation()
             if state.cache is None or state.generation != generation:
-                state.cache = tconv.ModelCache(self.device)
+                state.cache = tconv.ModelCache(self.device, threads=self.threads)
                 state.generation = generation
             settings = self.settings(job.genre or "", job.strength, job.source)
-            stage("converting")
-            summary = tconv.convert_trained_file(
-                job.input_path, job.result_path, settings, models=models, cache=state.cache,
-                device=device, fmt="wav", keep_mels=True)
-            first = tconv.choose_converter(models, settings.targets[0].genre,
-                                           summary["source_genre"])[0]
-            cfg = state.cache.mel_config(first)
+            context = {"models": models, "cache": state.cache}
         else:
-            from genreshift.inference.reference import convert_reference_file
+            from genreshift.inference.reference import ReferenceSettings
 
-            stage("converting")
-            summary = convert_reference_file(job.input_path, job.reference_path, job.result_path,
-                                             strength=job.strength, device=device, fmt="wav",
-                                             keep_mels=True)
-            cfg = MelConfig()
-        mels = summary.pop("_mels")
+            settings = ReferenceSettings(Path(job.reference_path), strength=job.strength)
+        request = pipeline.Request(Path(job.input_path),
+                                   pipeline.OutputOptions(Path(job.result_path), fmt="wav"),
+                                   settings, device=self.device)
+        stage("converting")
+        result = pipeline.run(request, **context)
         stage("drawing the spectrograms")
         with _PLOT_LOCK:
-            plot_conversion(job.plot_path, input_mel=mels["input"], output_mel=mels["output"],
-                            reference_mel=mels.get("reference"), cfg=cfg,
+            plot_conversion(job.plot_path, input_mel=result.mels["input"],
+                            output_mel=result.mels["output"],
+                            reference_mel=result.mels.get("reference"), cfg=result.mel_config,
                             title=f"{job.input_name} -> {job.label}")
-        return summary
+        return result.summary
 
 
 def export(job: Job, fmt: str) -> Path:
@@ -495,5 +505,6 @@ def export(job: Job, fmt: str) -> Path:
             # encode the same file at once (a Job per request, so no shared lock): the later
             # rename wins, and nobody reads half a file.
             audio, sr = gaudio.load_audio(job.result_path)
-            gaudio.save_audio(path, audio, sr, fmt=fmt, force=True)
+            gaudio.save_audio(path, audio, sr, fmt=fmt, force=True,
+                              bit_depth=gaudio.source_bit_depth(job.result_path, fmt))
     return path

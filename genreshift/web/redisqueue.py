@@ -63,6 +63,7 @@ from genreshift.web.jobs import (
     make_job_dir,
     next_rate,
     status_of,
+    user_message,
 )
 
 log = logging.getLogger("genreshift.web")
@@ -516,7 +517,7 @@ def run_job(job_id: str) -> None:
     try:
         summary = ctx.converter.run(job, ctx.state, stage)
     except GenreshiftError as e:
-        error = job.public_message(str(e))
+        error = user_message(job, e)
     except JobTimeoutException:
         error = ("the conversion took longer than this server allows for a song of this "
                  "length; try a shorter one")
@@ -636,10 +637,7 @@ def run_worker(url: str, storage: str | Path | None, *, models_dir: str | Path |
         raise GenreshiftError("--heartbeat must be at least 1 s")
     # BLPOP waits up to the worker's TTL: no socket timeout shorter than that (RQ sets it).
     r = connect(url, socket_timeout=None)
-    converter = Converter(models_dir, device)
-    import torch
-
-    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    converter = Converter(models_dir, device, threads=threads)
     # What every job needs, imported once (librosa and matplotlib load lazily otherwise, in
     # the first job: tens of seconds on a loaded machine). plot_conversion picks the Agg
     # backend itself; it is chosen here the same way before pyplot loads.
@@ -650,7 +648,12 @@ def run_worker(url: str, storage: str | Path | None, *, models_dir: str | Path |
     import matplotlib.pyplot
 
     import genreshift.inference.plot
-    import genreshift.inference.reference  # noqa: F401
+    import genreshift.inference.reference  # noqa: F401  (reference mode: torch)
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     _context = WorkerContext(root=root, converter=converter, state=converter.new_state())
     worker_class = type("ConversionWorker", (ConversionWorker,),
