@@ -40,9 +40,11 @@ demo: install
 
 # Two pytest-xdist workers: the suite is mostly single-threaded processes, so on the 2-core CI
 # machine it takes about half the time of one worker (7.7 against 14.2 min measured here).
+# --dist loadfile keeps each file on one worker: some files share a module fixture whose
+# tests run in order (tests/test_web_queue.py's site starts its workers in its first test).
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Regenerates every table of BENCHMARKS.md (and benchmarks/results/) from scratch, about 45
 # minutes on 2 cores; needs the shipped models in checkpoints/.

@@ -73,6 +73,9 @@ class Sizes:
     convert_long_seconds: float = 180.0  # the peak-memory song
     recon_clips: int = 6  # full-band Debian tracks (make real-data), one per package
     recon_seconds: float = 20.0
+    rhythm_seconds: float = 20.0  # generated songs for the rhythm section
+    rhythm_tempi: str = "72,90,110,140"
+    rhythm_real: int = 6  # excerpts of data/real (make real-data); 0 where there are none
     roundtrip_runs: int = 3
     roundtrip_clips: int = 4
     roundtrip_iters: str = "0,16,32,64"
@@ -93,7 +96,8 @@ QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eva
               heldout_tunes=1, real_modes="", gram_tunes=1,
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
               convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
-              recon_clips=1, recon_seconds=3.0, roundtrip_runs=1, roundtrip_clips=1,
+              recon_clips=1, recon_seconds=3.0, rhythm_seconds=6.0, rhythm_tempi="110",
+              rhythm_real=0, roundtrip_runs=1, roundtrip_clips=1,
               roundtrip_iters="0,2", roundtrip_hops="512", oracle_tunes=1, sep10_tunes=6,
               tensor_clips=20, tensor_seconds=5.0, ref_seconds=3.0, ref_baseline_steps=2,
               model_repeats=1, model_train_steps=1, model_candidates=("212d-8",))
@@ -434,6 +438,13 @@ def _full_band_tracks(n: int) -> list[Path]:
     return out[:n]
 
 
+def run_rhythm(ctx: Context) -> str:
+    s = ctx.sizes
+    real = s.rhythm_real if (ROOT / "data" / "real" / "real").is_dir() else 0
+    return _script(ctx, "rhythm.py", ["--seconds", s.rhythm_seconds, "--tempi", s.rhythm_tempi,
+                                      "--real", real])
+
+
 def run_reconstruction(ctx: Context) -> str:
     s = ctx.sizes
     clips = _full_band_tracks(s.recon_clips)
@@ -612,6 +623,15 @@ SECTIONS = [
             "STFT at its own rate (the default, docs/DECISIONS.md); **mel** / **linear** = "
             "Griffin-Lim from the log-mel at the analysis rate (the earlier default).",
             run_reconstruction),
+    Section("rhythm", "Rhythm section: analysis, groove alignment, speed",
+            "`convert --rhythm` (inference/rhythm.py) on generated songs with known beats and "
+            "kits (several tempi and meters) and on excerpts of the Debian game music of `make "
+            "real-data`: the HPSS settings (how much of the true kit stays in the harmonic "
+            "layer, how much music leaks into the percussive one), tempo, beats and downbeats "
+            "against the truth and against `librosa.beat.beat_track`, the beat confidence by "
+            "kind of material, the rendered groove's kick and snare onsets against the "
+            "input's beats, the beat F-measure of the output against the input (goal >= 0.8), "
+            "and the extra CPU per 30 s.", run_rhythm),
     Section("roundtrip_cli", "Reconstruction alone: the CLI round trip",
             "`genreshift roundtrip` with its defaults (the gain reconstruction: the input's own "
             "STFT at its own rate, no Griffin-Lim) on one test rendering, stage timings from "

@@ -398,6 +398,11 @@ def _print_summary(summary: dict, say=print) -> None:
         head = f"{summary['input']}: {src} ({how}) -> {to}"
         if summary["strength"] < 1:
             head += f" at strength {summary['strength']:g}"
+        r = summary.get("rhythm") or {}
+        if r.get("asked", "keep") != "keep":
+            head += (f", rhythm {r['rhythm']}"
+                     + (f" ({r['groove']} groove at {r['tempo_bpm']:g} BPM)"
+                        if r.get("groove") and r["rhythm"] != "keep" else ""))
     else:
         head = f"{summary['input']}: like {summary['reference']}"
     say(f"{head}; wrote {summary['output']} in {sum(t.values()):.2f} s")
@@ -424,7 +429,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         targets = tuple(tconv.parse_targets(args.to))
         settings = tconv.TrainedSettings(targets=targets, strength=args.strength,
                                          source=args.source, window=args.window,
-                                         overlap=tconv.overlap_for(args.window))
+                                         overlap=tconv.overlap_for(args.window),
+                                         rhythm=args.rhythm, rhythm_layer=args.rhythm_layer,
+                                         seed=args.seed)
         models = tconv.scan_models(args.models, model_files=args.model or ())
         tconv.check_genres(models, settings)
         label = tconv.target_label(targets)
@@ -515,6 +522,14 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
                         "genreshift/checkpoints/)")
     g.add_argument("--window", type=_positive_int, default=256, metavar="FRAMES",
                    help="generator window in mel frames (default 256, ~6 s)")
+    g.add_argument("--rhythm", choices=["keep", "replace", "add"], default="keep",
+                   help="the rhythm section: keep the song's own (default); replace its "
+                        "percussion with the target genre's groove on the song's beat grid; "
+                        "add the groove on top. A song without a clear beat is kept, and the "
+                        "summary says why")
+    g.add_argument("--rhythm-layer", choices=["harmonic", "song"], default="harmonic",
+                   help="with --rhythm replace/add: convert the song's harmonic layer "
+                        "(default) or the whole song")
     g = p.add_argument_group("reference mode")
     g.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
     g.add_argument("--content-weight", type=float,

@@ -172,3 +172,44 @@ print("TORCH" if "torch" in sys.modules else "NO TORCH")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "NO TORCH"
     assert (tmp_path / "j.wav").is_file()
+
+
+def drummed_song(seconds: float = 8.0, bpm: float = 100.0, sr: int = 22_050) -> np.ndarray:
+    """[samples]: a kick on every beat and a hat on every off-beat over a sustained chord."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.05 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    rng = np.random.default_rng(3)
+    beat = 60.0 / bpm
+    for k in range(int(seconds / beat)):
+        i = int(k * beat * sr)
+        n = min(int(0.15 * sr), len(t) - i)
+        tt = np.arange(n) / sr
+        x[i:i + n] += 0.6 * np.sin(2 * np.pi * 60 * tt) * np.exp(-tt * 30)
+        j = int((k + 0.5) * beat * sr)
+        m = min(int(0.05 * sr), len(t) - j)
+        if m > 0:
+            x[j:j + m] += 0.1 * rng.standard_normal(m) * np.exp(-np.arange(m) / sr * 80)
+    return x.astype(np.float32)
+
+
+def test_cli_rhythm_replace_lays_a_groove_on_the_beat_and_keeps_a_drone(tmp_path: Path) -> None:
+    from test_convert import write_tiny_models
+
+    models = write_tiny_models(tmp_path / "models")
+    song = tmp_path / "drums.wav"
+    sf.write(song, drummed_song(), 22_050)
+    r = run_cli("convert", song, "--to", "rock", "--models", models, "--rhythm", "replace",
+                "-o", tmp_path / "out.wav", "--json")
+    assert r.returncode == 0, r.stderr
+    rhythm = json.loads(r.stdout)["rhythm"]
+    assert rhythm["rhythm"] == "replace" and rhythm["groove"] == "rock"
+    assert abs(rhythm["tempo_bpm"] - 100.0) < 3.0
+    drone = tmp_path / "drone.wav"
+    t = np.arange(8 * 22_050) / 22_050
+    sf.write(drone, (0.2 * np.sin(2 * np.pi * 110 * t)).astype(np.float32), 22_050)
+    r = run_cli("convert", drone, "--to", "rock", "--models", models, "--rhythm", "replace",
+                "-o", tmp_path / "drone_out.wav", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["rhythm"]["rhythm"] == "keep" and "no clear beat" in summary["rhythm"]["reason"]
+    assert any("no clear beat" in n for n in summary["notes"])

@@ -153,9 +153,11 @@ def test_page_info_and_openapi(client: TestClient) -> None:
 
 
 def test_convert_and_download_every_format(client: TestClient, song: bytes) -> None:
-    r = post_job(client, song, name="..\\..\\evil\\My Song!.wav", genre="jazz", strength=0.8)
+    r = post_job(client, song, name="..\\..\\evil\\My Song!.wav", genre="jazz", strength=0.8,
+                 rhythm="replace")
     assert r.status_code == 202, r.text
     job = r.json()
+    assert job["settings"]["rhythm"] == "replace"
     assert job["state"] in ("queued", "running") and len(job["id"]) == 32
     assert job["input"] == {"name": "My Song_.wav", "format": "WAV", "encoding": "PCM_24",
                             "sample_rate": 44_100, "channels": 2, "duration_s": 3.0}
@@ -166,6 +168,7 @@ def test_convert_and_download_every_format(client: TestClient, song: bytes) -> N
     assert [t["genre"] for t in res["targets"]] == ["jazz"]
     assert res["targets"][0]["model"] == "rest-to-jazz.pt"  # a name, never a server path
     assert res["strength"] == 0.8 and s["expires_in_s"] > 3000
+    assert res["rhythm"]["asked"] == "replace"  # applied, or kept with the reason said
     assert str(client.app.state.manager.root) not in str(s)  # no server paths anywhere
     assert "input.wav" not in str(s) and "evil" not in str(s)
 
@@ -208,7 +211,7 @@ def test_reference_mode(client: TestClient) -> None:
     s = wait_done(client, r.json()["id"])
     assert s["state"] == "done", s["error"]
     assert s["settings"] == {"mode": "reference", "genre": None, "source": None,
-                             "strength": 1.0, "reference": "style"}
+                             "strength": 1.0, "rhythm": "keep", "reference": "style"}
     assert s["result"]["mode"] == "reference"
     assert s["result"]["style_loss_final"] < s["result"]["style_loss_initial"]
     r = client.get(s["links"]["downloads"]["flac"])
@@ -278,6 +281,7 @@ def test_bad_parameters(client: TestClient, song: bytes) -> None:
         ({"genre": "jazz", "strength": "1.5"}, "choose a value from 0"),
         ({"genre": "jazz", "strength": "loud"}, "'strength'"),
         ({"genre": "jazz", "source": "polka"}, "source 'polka'"),
+        ({"genre": "jazz", "rhythm": "swing"}, "'rhythm'"),
         ({}, "not neither"),
     ]
     for form, phrase in cases:

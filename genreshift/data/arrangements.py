@@ -358,6 +358,44 @@ def backbeats(beats_per_bar: int) -> tuple[int, ...]:
     return {2: (1,), 3: (1, 2), 4: (1, 3)}[beats_per_bar]
 
 
+@dataclass(frozen=True)
+class Feel:
+    """How a genre's band plays time: the range its swing ratio is drawn from (None: straight;
+    compound meters are never swung), the swung unit as a fraction of the beat, and the
+    humanisation of ``Band`` (timing jitter in ms, velocity sd)."""
+
+    swing: tuple[float, float] | None
+    swing_unit: float
+    jitter_ms: float
+    velocity_sd: float
+
+
+FEELS: dict[str, Feel] = {
+    "classical": Feel(None, 0.5, 10.0, 4.0),
+    "jazz": Feel((0.6, 0.68), 0.5, 10.0, 7.0),  # swung eighths
+    "rock": Feel(None, 0.5, 8.0, 4.0),
+    "electronic": Feel(None, 0.5, 2.0, 1.5),  # quantised
+    "hiphop": Feel((0.56, 0.62), 0.25, 10.0, 6.0),  # lazily swung sixteenths
+    "blues": Feel((0.64, 0.69), 0.5, 10.0, 6.0),  # the shuffle: near-triplet eighths
+    "country": Feel(None, 0.5, 10.0, 5.0),
+    "reggae": Feel((0.52, 0.58), 0.5, 10.0, 5.0),
+    "metal": Feel(None, 0.5, 6.0, 3.0),
+    "lofi": Feel((0.62, 0.68), 0.25, 10.0, 5.0),  # heavily swung sixteenths
+}
+
+
+def genre_band(sheet: LeadSheet, rng: np.random.Generator, genre: str) -> Band:
+    """A Band with ``genre``'s feel (FEELS): its swing ratio is the first draw from ``rng``
+    in a swung genre and simple meter, none otherwise."""
+    feel = FEELS[genre]
+    beat = sheet.meter.beat_ql
+    ratio = 0.5
+    if feel.swing is not None and not sheet.meter.compound:
+        ratio = float(rng.uniform(*feel.swing))
+    return Band(sheet, rng, swing=ratio, swing_unit=beat * feel.swing_unit,
+                jitter_ms=feel.jitter_ms, velocity_sd=feel.velocity_sd)
+
+
 # --------------------------------------------------------------------------- genres
 
 # Pools of General MIDI programs (0-based) per role; the drum "program" is a kit in bank 128
@@ -440,7 +478,7 @@ def classical(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     arpeggio) accompaniment or sustained string chords, a bowed or bassoon bass line on the
     chord roots, an optional sustained choir/horn/string pad; no drums, wide dynamics."""
     pools = POOLS["classical"]
-    band = Band(sheet, rng, jitter_ms=10.0, velocity_sd=4.0)
+    band = genre_band(sheet, rng, "classical")
     meter = sheet.meter
     beat = meter.beat_ql
     band.track("lead", LEAD, pools["lead"], 0)
@@ -491,9 +529,7 @@ def jazz(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["jazz"]
     meter = sheet.meter
     beat = meter.beat_ql
-    ratio = 0.5 if meter.compound else float(rng.uniform(0.6, 0.68))
-    band = Band(sheet, rng, swing=ratio, swing_unit=beat / 2, jitter_ms=10.0,
-                velocity_sd=7.0)
+    band = genre_band(sheet, rng, "jazz")
     band.track("lead", LEAD, pools["lead"], 0)
     off = 1.0 / meter.subdivision * (2 if meter.compound else 1)  # the swung "and" in beats
 
@@ -528,7 +564,17 @@ def jazz(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     band.track("bass", BASS, pools["bass"], -4)
     _walking_bass(band, low=28, high=52)
 
-    band.track("drums", DRUMS, pools["kit"], -5)
+    jazz_drums(band)
+    return band.finish("jazz")
+
+
+def jazz_drums(band: Band) -> None:
+    """Ride-cymbal time ("ding ding-a", the skip note swung), the hi-hat pedal on 2 and 4,
+    feathered kick on every beat, ghosted snare, a soft crash every 8 bars."""
+    sheet, rng, meter = band.sheet, band.rng, band.sheet.meter
+    beat = meter.beat_ql
+    off = 1.0 / meter.subdivision * (2 if meter.compound else 1)  # the swung "and" in beats
+    band.track("drums", DRUMS, POOLS["jazz"]["kit"], -5)
     for bar in bar_starts(sheet):
         bpb = meter.beats_per_bar
         for i in range(bpb):
@@ -541,7 +587,6 @@ def jazz(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
             if rng.random() < 0.3:
                 band.drum(t + off * beat, SNARE, float(rng.uniform(28, 48)))  # ghost note
     crash_on_phrases(band, every=8, velocity=70)
-    return band.finish("jazz")
 
 
 def _walking_bass(band: Band, *, low: int, high: int) -> None:
@@ -588,7 +633,7 @@ def rock(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["rock"]
     meter = sheet.meter
     beat = meter.beat_ql
-    band = Band(sheet, rng, jitter_ms=8.0, velocity_sd=4.0)
+    band = genre_band(sheet, rng, "rock")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.9, velocity=lambda q: 100.0, accent_beats=6)
 
@@ -616,7 +661,18 @@ def rock(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         band.track("pad", PAD, pools["pad"], -12)
         pad_chords(band, PAD, low=52, high=70, velocity=70)
 
-    band.track("drums", DRUMS, pools["kit"], -1)
+    rock_drums(band)
+    return band.finish("rock")
+
+
+def rock_drums(band: Band) -> None:
+    """The backbeat kit: kick on 1 and 3 (and now and then the "and" of 3), snare on 2 and
+    4, hats (or, from a bar of the phrase on, the ride) on every subdivision, a tom fill
+    closing each 8 bars and a crash every 4."""
+    sheet, rng, meter = band.sheet, band.rng, band.sheet.meter
+    beat = meter.beat_ql
+    step = beat / meter.subdivision
+    band.track("drums", DRUMS, POOLS["rock"]["kit"], -1)
     ride_from = int(rng.integers(2, 5)) if rng.random() < 0.5 else 99
     bpb = meter.beats_per_bar
     for b, bar in enumerate(bar_starts(sheet)):
@@ -634,7 +690,6 @@ def rock(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         if b % 8 == 7:
             tom_fill(band, bar, 1, 100)
     crash_on_phrases(band, every=4, velocity=108)
-    return band.finish("rock")
 
 
 def electronic(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -645,7 +700,7 @@ def electronic(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["electronic"]
     meter = sheet.meter
     beat = meter.beat_ql
-    band = Band(sheet, rng, jitter_ms=2.0, velocity_sd=1.5)
+    band = genre_band(sheet, rng, "electronic")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.8, velocity=lambda q: 100.0, accent_beats=0)
 
@@ -681,7 +736,19 @@ def electronic(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         rhythm = [k * fine / beat for k in range(round(meter.bar_ql / fine))]
         root_bass(band, low=31, high=45, rhythm=rhythm, gate=0.5, velocity=98, accent=8)
 
-    band.track("drums", DRUMS, pools["kit"], 1)
+    electronic_drums(band)
+    return band.finish("electronic")
+
+
+def electronic_drums(band: Band) -> None:
+    """The drum machine: four-on-the-floor kick, clap (layered with a snare) on 2 and 4,
+    off-beat open hats, sixteenth closed hats, a snare roll into each 8-bar phrase and a
+    crash on it."""
+    sheet, meter = band.sheet, band.sheet.meter
+    beat = meter.beat_ql
+    fine = beat / (meter.subdivision * (1 if meter.compound else 2))  # 16ths / 8th triplets
+    off = beat / 2 if not meter.compound else beat * 2 / 3
+    band.track("drums", DRUMS, POOLS["electronic"]["kit"], 1)
     bpb = meter.beats_per_bar
     for b, bar in enumerate(bar_starts(sheet)):
         for i in range(bpb):
@@ -700,7 +767,6 @@ def electronic(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
             for k in range(round(beat / fine) * 2):  # snare roll into the next phrase
                 band.drum(bar + meter.bar_ql - 2 * beat + k * fine, SNARE2, 60 + 6 * k)
     crash_on_phrases(band, every=8, velocity=96)
-    return band.finish("electronic")
 
 
 def hiphop(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -711,8 +777,7 @@ def hiphop(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["hiphop"]
     meter = sheet.meter
     beat = meter.beat_ql
-    ratio = 0.5 if meter.compound else float(rng.uniform(0.56, 0.62))
-    band = Band(sheet, rng, swing=ratio, swing_unit=beat / 4, jitter_ms=10.0, velocity_sd=6.0)
+    band = genre_band(sheet, rng, "hiphop")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.85, velocity=lambda q: 80.0, accent_beats=6)
 
@@ -735,7 +800,28 @@ def hiphop(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         band.track("pad", PAD, pools["pad"], -10)
         pad_chords(band, PAD, low=60, high=76, velocity=50)
 
-    band.track("drums", DRUMS, pools["kit"], 0)
+    kicks_by_bar = hiphop_drums(band)
+
+    band.track("bass", BASS, pools["bass"], -3)
+    for bar, kicks in kicks_by_bar:
+        times = sorted({bar + k * beat for k in kicks} | set(
+            chord_changes_in(sheet, bar, bar + meter.bar_ql)))
+        for j, t in enumerate(times):
+            end = times[j + 1] if j + 1 < len(times) else bar + meter.bar_ql
+            p = pitch_near(sheet.chord_at(t).root, 33, 24, 40)
+            band.note(BASS, t, (end - t) * 0.9, p, 104)
+    return band.finish("hiphop")
+
+
+def hiphop_drums(band: Band) -> list[tuple[float, tuple[float, ...]]]:
+    """The boom-bap kit: kick on 1 and one of the syncopations (the "a" of 2, the "and" of
+    3...), drawn per bar, hard snare on 2 and 4, eighth hats with uneven velocities, an open
+    hat now and then. Returns (bar start, kick positions in beats) per bar: the bass follows
+    the kick."""
+    sheet, rng, meter = band.sheet, band.rng, band.sheet.meter
+    beat = meter.beat_ql
+    bpb = meter.beats_per_bar
+    band.track("drums", DRUMS, POOLS["hiphop"]["kit"], 0)
     patterns = {4: ((0.0, 1.75, 2.5), (0.0, 0.75, 2.5), (0.0, 2.5, 2.75), (0.0, 1.75, 2.25)),
                 3: ((0.0, 1.75), (0.0, 2.5)), 2: ((0.0, 0.75), (0.0, 1.75))}
     kicks_by_bar = []
@@ -760,16 +846,7 @@ def hiphop(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
             else:
                 band.drum(t, HAT_CLOSED, float(rng.uniform(70, 92)) if s % 2 == 0 else
                           float(rng.uniform(40, 62)))
-
-    band.track("bass", BASS, pools["bass"], -3)
-    for bar, kicks in kicks_by_bar:
-        times = sorted({bar + k * beat for k in kicks} | set(
-            chord_changes_in(sheet, bar, bar + meter.bar_ql)))
-        for j, t in enumerate(times):
-            end = times[j + 1] if j + 1 < len(times) else bar + meter.bar_ql
-            p = pitch_near(sheet.chord_at(t).root, 33, 24, 40)
-            band.note(BASS, t, (end - t) * 0.9, p, 104)
-    return band.finish("hiphop")
+    return kicks_by_bar
 
 
 def blues(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -780,8 +857,7 @@ def blues(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["blues"]
     meter = sheet.meter
     beat = meter.beat_ql
-    ratio = 0.5 if meter.compound else float(rng.uniform(0.64, 0.69))
-    band = Band(sheet, rng, swing=ratio, swing_unit=beat / 2, jitter_ms=10.0, velocity_sd=6.0)
+    band = genre_band(sheet, rng, "blues")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.85, velocity=lambda q: 88.0, accent_beats=6)
 
@@ -816,7 +892,16 @@ def blues(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         p = pitch_near(chord.root, 36, 28, 40) + interval
         band.note(BASS, t, beat * 0.85, p, 94 if i % meter.beats_per_bar == 0 else 84)
 
-    band.track("drums", DRUMS, pools["kit"], -2)
+    blues_drums(band)
+    return band.finish("blues")
+
+
+def blues_drums(band: Band) -> None:
+    """The shuffle kit: kick on 1 and 3, snare on 2 and 4, hats on the (swung) eighths, a
+    tom fill and a crash on each 8-bar phrase."""
+    sheet, meter = band.sheet, band.sheet.meter
+    beat = meter.beat_ql
+    band.track("drums", DRUMS, POOLS["blues"]["kit"], -2)
     bpb = meter.beats_per_bar
     for b, bar in enumerate(bar_starts(sheet)):
         for i in range(bpb):
@@ -828,7 +913,6 @@ def blues(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         if b % 8 == 7:
             tom_fill(band, bar, 1, 90)
     crash_on_phrases(band, every=8, velocity=92)
-    return band.finish("blues")
 
 
 def country(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -839,7 +923,7 @@ def country(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["country"]
     meter = sheet.meter
     beat = meter.beat_ql
-    band = Band(sheet, rng, jitter_ms=10.0, velocity_sd=5.0)
+    band = genre_band(sheet, rng, "country")
     lead = band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.9, velocity=lambda q: 90.0, accent_beats=6)
 
@@ -872,7 +956,17 @@ def country(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     root_bass(band, low=28, high=47, rhythm=strong if bpb != 2 else [0.0, 1.0], gate=0.8,
               velocity=92, fifth_every=2, accent=0)
 
-    band.track("drums", DRUMS, pools["kit"], -4)
+    country_drums(band)
+    return band.finish("country")
+
+
+def country_drums(band: Band) -> None:
+    """The train beat on brushes: kick on the strong beats, snare on every subdivision
+    accented on 2 and 4, a crash every 8 bars."""
+    sheet, meter = band.sheet, band.sheet.meter
+    beat = meter.beat_ql
+    bpb = meter.beats_per_bar
+    band.track("drums", DRUMS, POOLS["country"]["kit"], -4)
     step = beat / meter.subdivision
     for b, bar in enumerate(bar_starts(sheet)):
         for i in range(bpb):
@@ -883,7 +977,6 @@ def country(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
                 accent = s_ == 0 and i in backbeats(bpb)
                 band.drum(t + s_ * step, SNARE, 96 if accent else 52)
     crash_on_phrases(band, every=8, velocity=80)
-    return band.finish("country")
 
 
 def reggae(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -894,8 +987,7 @@ def reggae(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["reggae"]
     meter = sheet.meter
     beat = meter.beat_ql
-    ratio = 0.5 if meter.compound else float(rng.uniform(0.52, 0.58))
-    band = Band(sheet, rng, swing=ratio, swing_unit=beat / 2, jitter_ms=10.0, velocity_sd=5.0)
+    band = genre_band(sheet, rng, "reggae")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.85, velocity=lambda q: 86.0, accent_beats=4)
 
@@ -926,14 +1018,25 @@ def reggae(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
                 p = pitch_near(sheet.chord_at(t).root, p, 28, 52) if pos == 0 else p
                 band.note(BASS, t, dur * beat, p, 100)
 
-    band.track("drums", DRUMS, pools["kit"], -3)
+    reggae_drums(band)
+    return band.finish("reggae")
+
+
+def reggae_drums(band: Band) -> None:
+    """The one drop: kick and rim shot together on beat three (the last but one beat),
+    nothing on one, hats on the beats and the (lightly swung) off-beats."""
+    sheet, meter = band.sheet, band.sheet.meter
+    beat = meter.beat_ql
+    bpb = meter.beats_per_bar
+    off = beat / 2 if not meter.compound else beat * 2 / 3
+    drop = bpb - 2 if bpb >= 3 else 1  # the beat the kick and rim land on
+    band.track("drums", DRUMS, POOLS["reggae"]["kit"], -3)
     for bar in bar_starts(sheet):
         band.drum(bar + drop * beat, KICK, 108)
         band.drum(bar + drop * beat, RIM, 100)
         for i in range(bpb):
             band.drum(bar + i * beat, HAT_CLOSED, 70)
             band.drum(bar + i * beat + off, HAT_CLOSED, 56)
-    return band.finish("reggae")
 
 
 def metal(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -943,7 +1046,7 @@ def metal(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     pools = POOLS["metal"]
     meter = sheet.meter
     beat = meter.beat_ql
-    band = Band(sheet, rng, jitter_ms=6.0, velocity_sd=3.0)
+    band = genre_band(sheet, rng, "metal")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.95, velocity=lambda q: 108.0, accent_beats=4)
 
@@ -960,7 +1063,18 @@ def metal(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         band.chord(COMP, t, fine * (0.9 if on_beat else 0.45), notes, 118 if on_beat else 100)
         band.note(BASS, t, fine * 0.6, low[0] - 12 if low[0] - 12 >= 28 else low[0], 108)
 
-    band.track("drums", DRUMS, pools["kit"], 0)
+    metal_drums(band)
+    return band.finish("metal")
+
+
+def metal_drums(band: Band) -> None:
+    """The power kit: double-bass sixteenths (triplet eighths in compound meters), snare on
+    the backbeats, a crash on every downbeat and the ride bell on the other beats, a tom fill
+    closing each 4 bars."""
+    sheet, meter = band.sheet, band.sheet.meter
+    beat = meter.beat_ql
+    fine = beat / (3 if meter.compound else 4)  # triplet eighths / sixteenths
+    band.track("drums", DRUMS, POOLS["metal"]["kit"], 0)
     bpb = meter.beats_per_bar
     for b, bar in enumerate(bar_starts(sheet)):
         for k in range(round(meter.bar_ql / fine)):
@@ -972,7 +1086,6 @@ def metal(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
             band.drum(t, CRASH if i == 0 else RIDE_BELL, 110 if i == 0 else 96, dur=1.0)
         if b % 4 == 3:
             tom_fill(band, bar, 1, 110)
-    return band.finish("metal")
 
 
 def lofi(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
@@ -983,9 +1096,7 @@ def lofi(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     crackle over the mix."""
     pools = POOLS["lofi"]
     meter = sheet.meter
-    beat = meter.beat_ql
-    ratio = 0.5 if meter.compound else float(rng.uniform(0.62, 0.68))
-    band = Band(sheet, rng, swing=ratio, swing_unit=beat / 4, jitter_ms=10.0, velocity_sd=5.0)
+    band = genre_band(sheet, rng, "lofi")
     band.track("lead", LEAD, pools["lead"], 0)
     play_melody(band, gate=0.9, velocity=lambda q: 62.0, accent_beats=4)
 
@@ -1008,7 +1119,19 @@ def lofi(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
     rhythm = [0.0, bpb / 2 + 0.5] if bpb == 4 else [0.0]
     root_bass(band, low=28, high=45, rhythm=rhythm, gate=0.9, velocity=70, accent=0)
 
-    band.track("drums", DRUMS, pools["kit"], -2)
+    lofi_drums(band)
+    effects = (("lowpass", round(float(rng.uniform(3000.0, 5000.0)))),
+               ("vinyl", float(rng.integers(2**31))))
+    return band.finish("lofi", effects)
+
+
+def lofi_drums(band: Band) -> None:
+    """A quiet room or brush kit: kick on 1 and the "and" of 3, a soft snare or rim on 2
+    and 4, sparse hats on the subdivisions."""
+    sheet, rng, meter = band.sheet, band.rng, band.sheet.meter
+    beat = meter.beat_ql
+    bpb = meter.beats_per_bar
+    band.track("drums", DRUMS, POOLS["lofi"]["kit"], -2)
     step = beat / meter.subdivision
     for bar in bar_starts(sheet):
         band.drum(bar, KICK, 76)
@@ -1020,9 +1143,6 @@ def lofi(sheet: LeadSheet, rng: np.random.Generator) -> Arrangement:
         for s_ in range(round(meter.bar_ql / step)):
             if rng.random() < 0.8:
                 band.drum(bar + s_ * step, HAT_CLOSED, 48 if s_ % 2 == 0 else 34)
-    effects = (("lowpass", round(float(rng.uniform(3000.0, 5000.0)))),
-               ("vinyl", float(rng.integers(2**31))))
-    return band.finish("lofi", effects)
 
 
 ArrangeFn = Callable[[LeadSheet, np.random.Generator], Arrangement]
@@ -1042,6 +1162,20 @@ GENRES: dict[str, ArrangeFn] = {
 }
 if tuple(GENRES) != SYNTH_GENRES:  # the parser lists SYNTH_GENRES without importing this
     raise RuntimeError("genreshift.data.SYNTH_GENRES and arrangements.GENRES disagree")
+# The drum part of each genre that has one (classical has none), played into a ``genre_band``
+# after the other parts: the arrangements call them, and genreshift.inference.rhythm plays them
+# on a song's beat grid. Hip-hop's returns its kick positions (its bass follows them).
+DRUM_PARTS: dict[str, Callable[[Band], object]] = {
+    "jazz": jazz_drums,
+    "rock": rock_drums,
+    "electronic": electronic_drums,
+    "hiphop": hiphop_drums,
+    "blues": blues_drums,
+    "country": country_drums,
+    "reggae": reggae_drums,
+    "metal": metal_drums,
+    "lofi": lofi_drums,
+}
 # What `genreshift data synth` renders unless told otherwise: the issue's five genres.
 DEFAULT_GENRES: tuple[str, ...] = DEFAULT_SYNTH_GENRES
 

@@ -71,6 +71,13 @@ def overlap_for(window: int) -> int:
                               "(~1.5 s)", kind="bad_option", option="window", value=window)
     return min(DEFAULT_OVERLAP, window // 3)
 
+# The rhythm section (--rhythm): which mode is the default, and whether the converter then
+# works on the song's harmonic layer or on the whole song (docs/DECISIONS.md, "Rhythm").
+RHYTHM_MODES = ("keep", "replace", "add")
+DEFAULT_RHYTHM = "keep"
+RHYTHM_LAYERS = ("harmonic", "song")
+DEFAULT_RHYTHM_LAYER = "harmonic"
+
 MODELS_ENV = "GENRESHIFT_MODELS"
 REST = "rest"
 
@@ -494,6 +501,9 @@ class TrainedSettings:
     source: str | None = None  # --from; None: detect with the classifier
     window: int = DEFAULT_WINDOW
     overlap: int = DEFAULT_OVERLAP
+    rhythm: str = DEFAULT_RHYTHM  # keep, replace or add (inference/rhythm.py)
+    rhythm_layer: str = DEFAULT_RHYTHM_LAYER  # what the converter changes with replace / add
+    seed: int = 0  # the groove's humanisation
 
 
 def plan_targets(models: ModelSet, settings: TrainedSettings, source: str | None
@@ -545,6 +555,12 @@ class TrainedMode:
         check_strength(self.settings.strength)
         check_genres(self.models, self.settings)
         overlap_for(self.settings.window)
+        if self.settings.rhythm not in RHYTHM_MODES:
+            raise GenreshiftError(f"choose {', '.join(RHYTHM_MODES)}", kind="bad_option",
+                                  option="rhythm", value=self.settings.rhythm)
+        if self.settings.rhythm_layer not in RHYTHM_LAYERS:
+            raise GenreshiftError(f"choose {', '.join(RHYTHM_LAYERS)}", kind="bad_option",
+                                  option="rhythm-layer", value=self.settings.rhythm_layer)
 
     def change(self, song: Song, timings: Timings) -> Change:
         settings, models, cache = self.settings, self.models, self.cache
@@ -566,6 +582,10 @@ class TrainedMode:
 
         plan = plan_targets(models, settings, source)
         first = plan[0][1]
+        rhythm_stage = self._rhythm(song, timings) if settings.rhythm != "keep" else None
+        conv_song = song
+        if rhythm_stage is not None and rhythm_stage["layer"] == "harmonic":
+            conv_song = Song(song.path, rhythm_stage["analysis"].harmonic, song.sr)
         mel_config = first.mel_config
         gens = []
         with timings("models"):
@@ -576,7 +596,7 @@ class TrainedMode:
                         "settings); blend converters trained on the same settings")
                 gens.append((cache.generator(info, direction), target.weight))
         with timings("mel"):
-            mid = song.mid(mel_config)
+            mid = conv_song.mid(mel_config)
         with timings("generator"):
             mid_out = convert_mel(mid[None], gens, strength=settings.strength,
                                   stride=max(info.stride for _, info, _ in plan),
@@ -603,8 +623,48 @@ class TrainedMode:
             "strength": settings.strength,
             "device": self.device,
             "notes": notes,
+            "rhythm": {"rhythm": "keep", "asked": "keep"},
         }
-        return Change(mel_config, mid, mid_out, info)
+        if rhythm_stage is None:
+            return Change(mel_config, mid, mid_out, info)
+        return Change(mel_config, mid, mid_out, info,
+                      source=None if conv_song is song else conv_song.audio,
+                      post=self._rhythm_post(song, rhythm_stage, info, timings))
+
+    def _rhythm(self, song: Song, timings: Timings) -> dict:
+        from genreshift.inference import rhythm
+
+        with timings("rhythm"):
+            analysis = rhythm.analyse_rhythm(song.audio, song.sr)
+        layer = self.settings.rhythm_layer if analysis.has_clear_beat else "song"
+        return {"analysis": analysis, "layer": layer}
+
+    def _rhythm_post(self, song: Song, stage: dict, info: dict, timings: Timings
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+        """Mixes the reconstruction with the groove: with the converted harmonic layer, the
+        song's own percussive layer is the one replaced or topped; with the converted whole
+        song, the converted song is separated again (the beat grid stays the input's)."""
+        from genreshift.inference import rhythm
+
+        settings = self.settings
+
+        def post(out: np.ndarray) -> np.ndarray:
+            analysis = stage["analysis"]
+            with timings("rhythm"):
+                layers = ((out, analysis.percussive) if stage["layer"] == "harmonic"
+                          else rhythm.separate(out, song.sr))
+                mixed, rinfo = rhythm.apply_rhythm(
+                    song.audio, song.sr, settings.rhythm,
+                    [(t.genre, t.weight) for t in settings.targets], seed=settings.seed,
+                    analysis=analysis, layers=layers, strength=settings.strength)
+            rinfo["converted_layer"] = stage["layer"]
+            info["rhythm"] = rinfo
+            if rinfo.get("reason") and rinfo["rhythm"] != settings.rhythm:
+                info["notes"].append(f"--rhythm {settings.rhythm} not applied: "
+                                     f"{rinfo['reason']}")
+            return mixed
+
+        return post
 
 
 def convert_trained_file(

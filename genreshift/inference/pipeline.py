@@ -29,7 +29,7 @@ Either way the result is matched to the input's loudness with a peak-safe limite
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,6 +184,11 @@ class Change:
     info: dict = field(default_factory=dict)  # the mode's own summary fields
     mels: dict[str, np.ndarray] = field(default_factory=dict)  # more mels to plot
     protect: tuple[Path, ...] = ()  # more inputs the output must not overwrite
+    # The audio [channels, samples] at the song's rate that the change applies to, when it is
+    # not the song itself (rhythm replace: its harmonic layer), and what to do with the
+    # reconstruction before the loudness match (rhythm: mix the groove in).
+    source: np.ndarray | None = None
+    post: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Mode(Protocol):
@@ -322,10 +327,13 @@ def reconstruct(song: Song, change: Change, recon: ReconstructionConfig, *,
                 progress: bool = False) -> np.ndarray:
     """The converted song [channels, samples] at the input's rate, loudness-matched to the
     input and peak-limited."""
+    base = song if change.source is None else Song(song.path, change.source, song.sr)
     if recon.method == "gain":
-        out = _gain_reconstruct(song, change, recon)
+        out = _gain_reconstruct(base, change, recon)
     else:
-        out = _griffin_lim_reconstruct(song, change, recon, progress=progress)
+        out = _griffin_lim_reconstruct(base, change, recon, progress=progress)
+    if change.post is not None:
+        out = change.post(out)
     return gaudio.normalize_loudness(out, song.sr, song.lufs)
 
 

@@ -90,6 +90,9 @@ GENRE_HELP = "target genre (see /api/info), or a blend such as jazz:0.6,rock:0.4
 REFERENCE_HELP = "a recording to sound like, instead of a genre"
 STRENGTH_HELP = "0 (the input, reconstructed) to 1 (the full conversion); default 1"
 SOURCE_HELP = "the song's genre (default: detected by the classifier)"
+RHYTHM_HELP = ("trained mode's rhythm section: keep the song's own (default), replace its "
+               "percussion with the target genre's groove on the song's beat grid, or add the "
+               "groove on top")
 
 DOCS_ASSETS = "/docs-assets"
 # Swagger UI and ReDoc start from an inline script and style their elements inline.
@@ -190,6 +193,7 @@ class JobSettings(BaseModel):
     genre: str | None
     source: str | None
     strength: float
+    rhythm: str = "keep"
     reference: str | None = Field(description="the reference file's name (reference mode)")
 
 
@@ -217,6 +221,7 @@ class JobResult(BaseModel):
     timings_s: dict[str, float]
     style_loss_initial: float | None = None
     style_loss_final: float | None = None
+    rhythm: dict | None = None  # trained mode's rhythm section: mode applied, tempo, groove
 
 
 class JobLinks(BaseModel):
@@ -777,6 +782,8 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         reference: Annotated[UploadFile | None, File(description=REFERENCE_HELP)] = None,
         strength: Annotated[float, Form(description=STRENGTH_HELP)] = 1.0,
         source: Annotated[str | None, Form(description=SOURCE_HELP)] = None,
+        rhythm: Annotated[Literal["keep", "replace", "add"],
+                          Form(description=RHYTHM_HELP)] = "keep",
     ) -> dict:
         genre = (genre or "").strip() or None
         source = (source or "").strip().lower() or None
@@ -797,7 +804,7 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         job_id, folder = manager.new_job_dir()
         try:
             job = _make_job(uploads, job_id, folder, file, reference, genre, source, strength,
-                            label)
+                            label, rhythm)
             manager.submit(job)
         except QueueFull:
             manager.discard(folder)
@@ -904,7 +911,7 @@ def _check_genre(converter: wjobs.Converter, genre: str, strength: float,
 
 def _make_job(uploads: _Uploads, job_id: str, folder: Path, file: UploadFile,
               reference: UploadFile | None, genre: str | None, source: str | None,
-              strength: float, label: str | None) -> Job:
+              strength: float, label: str | None, rhythm: str = "keep") -> Job:
     """Save and check the uploads into ``folder``; the Job that converts them."""
     from genreshift.inference.reference import MIN_REFERENCE_SECONDS
 
@@ -926,6 +933,7 @@ def _make_job(uploads: _Uploads, job_id: str, folder: Path, file: UploadFile,
     return Job(id=job_id, dir=folder, mode="trained" if genre else "reference",
                input_path=song, input_name=name, input_info=facts, original_path=original,
                label=label or "converted", genre=genre, source=source, strength=strength,
+               rhythm=rhythm if genre else "keep",
                reference_path=ref_path, reference_name=ref_name)
 
 

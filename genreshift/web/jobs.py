@@ -89,6 +89,7 @@ class Job:
     genre: str | None = None
     source: str | None = None
     strength: float = 1.0
+    rhythm: str = "keep"  # trained mode's rhythm section (convert --rhythm)
     reference_path: Path | None = None
     reference_name: str | None = None
     created: float = field(default_factory=time.time)
@@ -172,7 +173,8 @@ def status_of(job: Job, *, position: int | None, rate: float | None, ttl_seconds
         "expires_in_s": expires,
         "input": {"name": job.input_name, **job.input_info},
         "settings": {"mode": job.mode, "genre": job.genre, "source": job.source,
-                     "strength": job.strength, "reference": job.reference_name},
+                     "strength": job.strength, "rhythm": job.rhythm,
+                     "reference": job.reference_name},
         "result": public_summary(job.summary) if job.summary else None,
         "error": job.error,
     }
@@ -382,7 +384,7 @@ def public_summary(summary: dict) -> dict:
     keys = ("mode", "source_genre", "source_given", "source_confidence", "source_status",
             "source_guess",
             "source_probabilities", "strength", "sample_rate", "channels", "duration_s",
-            "notes", "timings_s", "style_loss_initial", "style_loss_final")
+            "notes", "timings_s", "style_loss_initial", "style_loss_final", "rhythm")
     out = {k: summary[k] for k in keys if k in summary}
     if "targets" in summary:
         out["targets"] = [{"genre": t["genre"], "weight": t["weight"],
@@ -452,10 +454,10 @@ class Converter:
     def models(self) -> tconv.ModelSet:
         return self.models_and_generation()[0]
 
-    def settings(self, genre: str, strength: float, source: str | None
-                 ) -> tconv.TrainedSettings:
+    def settings(self, genre: str, strength: float, source: str | None,
+                 rhythm: str = "keep") -> tconv.TrainedSettings:
         return tconv.TrainedSettings(targets=tuple(tconv.parse_targets(genre)),
-                                     strength=strength, source=source)
+                                     strength=strength, source=source, rhythm=rhythm)
 
     @staticmethod
     def new_state() -> WorkerState:
@@ -471,7 +473,7 @@ class Converter:
             if state.cache is None or state.generation != generation:
                 state.cache = tconv.ModelCache(self.device, threads=self.threads)
                 state.generation = generation
-            settings = self.settings(job.genre or "", job.strength, job.source)
+            settings = self.settings(job.genre or "", job.strength, job.source, job.rhythm)
             context = {"models": models, "cache": state.cache}
         else:
             from genreshift.inference.reference import ReferenceSettings

@@ -160,7 +160,8 @@ def _record(job: Job, *, rq_id: str, ttl_seconds: float) -> dict[str, str]:
     meta = {"mode": job.mode, "input_name": job.input_name, "input_info": job.input_info,
             "input_file": job.input_path.name, "original_file": job.original_path.name,
             "label": job.label, "genre": job.genre, "source": job.source,
-            "strength": job.strength, "reference_name": job.reference_name,
+            "strength": job.strength, "rhythm": job.rhythm,
+            "reference_name": job.reference_name,
             "reference_file": job.reference_path.name if job.reference_path else None,
             "created": job.created, "seq": job.seq, "ttl_seconds": ttl_seconds,
             "rq_id": rq_id}
@@ -183,6 +184,7 @@ def _job_from(job_id: str, f: dict[str, str], root: Path) -> tuple[Job, dict]:
               input_name=meta["input_name"], input_info=meta["input_info"],
               original_path=d / meta["original_file"], label=meta["label"],
               genre=meta["genre"], source=meta["source"], strength=meta["strength"],
+              rhythm=meta.get("rhythm", "keep"),
               reference_path=d / meta["reference_file"] if meta["reference_file"] else None,
               reference_name=meta["reference_name"], created=meta["created"],
               state=f.get("state", "queued"), stage=f.get("stage", ""), seq=meta["seq"],

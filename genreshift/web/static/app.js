@@ -209,6 +209,11 @@
       parts.push(`${job.input.name} → like ${job.settings.reference}`);
     }
     parts.push(`strength ${r.strength.toFixed(2)}`);
+    if (r.rhythm && r.rhythm.asked !== "keep") {
+      parts.push(r.rhythm.rhythm === "keep" ? `rhythm kept (${r.rhythm.reason})` :
+        `rhythm ${r.rhythm.rhythm}` + (r.rhythm.groove ?
+          ` (${r.rhythm.groove} groove at ${r.rhythm.tempo_bpm} BPM)` : ""));
+    }
     const total = Object.values(r.timings_s).reduce((a, b) => a + b, 0);
     parts.push(`${seconds(r.duration_s)} of audio converted in ${total.toFixed(1)} s`);
     return parts.join("; ") + "." + (r.notes.length ? ` Note: ${r.notes.join("; ")}.` : "");
@@ -231,7 +236,10 @@
     if (convertButton.disabled) return;
     const data = new FormData();
     data.append("file", song, song.name);
-    if (modeGenre.checked) data.append("genre", genreSelect.value);
+    if (modeGenre.checked) {
+      data.append("genre", genreSelect.value);
+      data.append("rhythm", $("rhythm").value);
+    }
     else data.append("reference", referenceInput.files[0], referenceInput.files[0].name);
     data.append("strength", strength.value);
 
