@@ -522,11 +522,14 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
                         "genreshift/checkpoints/)")
     g.add_argument("--window", type=_positive_int, default=256, metavar="FRAMES",
                    help="generator window in mel frames (default 256, ~6 s)")
-    g.add_argument("--rhythm", choices=["keep", "replace", "add"], default="keep",
-                   help="the rhythm section: keep the song's own (default); replace its "
-                        "percussion with the target genre's groove on the song's beat grid; "
-                        "add the groove on top. A song without a clear beat is kept, and the "
-                        "summary says why")
+    from genreshift.inference import DEFAULT_RHYTHM, RHYTHM_MODES
+
+    g.add_argument("--rhythm", choices=RHYTHM_MODES, default=DEFAULT_RHYTHM,
+                   help=f"the rhythm section (default {DEFAULT_RHYTHM}, the best on real "
+                        "recordings): replace the song's percussion with the target genre's "
+                        "groove on the song's beat grid; add the groove on top; keep the "
+                        "song's own. A song without a clear beat is kept, and the summary "
+                        "says why")
     g.add_argument("--rhythm-layer", choices=["harmonic", "song"], default="harmonic",
                    help="with --rhythm replace/add: convert the song's harmonic layer "
                         "(default) or the whole song")

@@ -128,8 +128,8 @@ def test_convert_to_stereo_with_plot_and_summary(models: Path, songs: Path,
     assert s["mode"] == "trained" and s["source_guess"] in GENRES
     assert abs(sum(s["source_probabilities"].values()) - 1) < 1e-3
     assert s["targets"][0]["model"].endswith("rest-to-jazz.pt")
-    assert set(s["timings_s"]) == {"load", "models", "mel", "classify", "generator",
-                                   "reconstruction", "write"}
+    assert set(s["timings_s"]) == {"load", "models", "mel", "classify", "rhythm", "generator",
+                                   "reconstruction", "write"}  # --rhythm replace by default
     data, sr = sf.read(out)
     assert sr == 44_100 and data.shape == (4 * 44_100, 2)  # stereo in, stereo out
     assert not np.allclose(data[:, 0], data[:, 1])  # the channels stay distinct

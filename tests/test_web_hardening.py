@@ -183,7 +183,10 @@ def test_slow_body_gets_408(live: int) -> None:
         waited, data = _closed_after(stalled)
         assert 0.8 <= waited < 4.0, waited
         assert data.startswith(b"HTTP/1.1 408"), data[:200]
-        assert b'"error":"the request body stopped sending' in data
+        # stalled: the idle timeout says it stopped; on a loaded machine the rate check (the
+        # same 408 for the same body) can come first
+        assert (b'"error":"the request body stopped sending' in data
+                or b'"error":"the request body is too slow' in data), data[-200:]
 
 
 def test_connection_limit(live: int) -> None:

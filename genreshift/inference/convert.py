@@ -39,7 +39,7 @@ import numpy as np
 
 from genreshift import audio as gaudio
 from genreshift.errors import GenreshiftError
-from genreshift.inference import chunking
+from genreshift.inference import DEFAULT_RHYTHM, RHYTHM_MODES, chunking
 from genreshift.inference.pipeline import (
     Change,
     OutputOptions,
@@ -73,8 +73,6 @@ def overlap_for(window: int) -> int:
 
 # The rhythm section (--rhythm): which mode is the default, and whether the converter then
 # works on the song's harmonic layer or on the whole song (docs/DECISIONS.md, "Rhythm").
-RHYTHM_MODES = ("keep", "replace", "add")
-DEFAULT_RHYTHM = "keep"
 RHYTHM_LAYERS = ("harmonic", "song")
 DEFAULT_RHYTHM_LAYER = "harmonic"
 
@@ -582,7 +580,9 @@ class TrainedMode:
 
         plan = plan_targets(models, settings, source)
         first = plan[0][1]
-        rhythm_stage = self._rhythm(song, timings) if settings.rhythm != "keep" else None
+        # strength 0 is the input itself, so there is no rhythm to change either
+        rhythm_stage = (self._rhythm(song, timings)
+                        if settings.rhythm != "keep" and settings.strength > 0 else None)
         conv_song = song
         if rhythm_stage is not None and rhythm_stage["layer"] == "harmonic":
             conv_song = Song(song.path, rhythm_stage["analysis"].harmonic, song.sr)

@@ -52,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import genreshift
 from genreshift import audio as gaudio
 from genreshift.errors import AudioError, GenreshiftError
+from genreshift.inference import DEFAULT_RHYTHM
 from genreshift.inference import convert as tconv
 from genreshift.inference.pipeline import load_song
 from genreshift.web import jobs as wjobs
@@ -90,9 +91,9 @@ GENRE_HELP = "target genre (see /api/info), or a blend such as jazz:0.6,rock:0.4
 REFERENCE_HELP = "a recording to sound like, instead of a genre"
 STRENGTH_HELP = "0 (the input, reconstructed) to 1 (the full conversion); default 1"
 SOURCE_HELP = "the song's genre (default: detected by the classifier)"
-RHYTHM_HELP = ("trained mode's rhythm section: keep the song's own (default), replace its "
-               "percussion with the target genre's groove on the song's beat grid, or add the "
-               "groove on top")
+RHYTHM_HELP = ("trained mode's rhythm section: replace the song's percussion with the target "
+               "genre's groove on its beat grid (default), add the groove on top, or keep the "
+               "song's own")
 
 DOCS_ASSETS = "/docs-assets"
 # Swagger UI and ReDoc start from an inline script and style their elements inline.
@@ -783,7 +784,7 @@ def create_app(models_dir: str | Path | None = None, *, workers: int = 1,
         strength: Annotated[float, Form(description=STRENGTH_HELP)] = 1.0,
         source: Annotated[str | None, Form(description=SOURCE_HELP)] = None,
         rhythm: Annotated[Literal["keep", "replace", "add"],
-                          Form(description=RHYTHM_HELP)] = "keep",
+                          Form(description=RHYTHM_HELP)] = DEFAULT_RHYTHM,
     ) -> dict:
         genre = (genre or "").strip() or None
         source = (source or "").strip().lower() or None
