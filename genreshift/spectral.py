@@ -182,12 +182,17 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
                     m * (200.0 / 3))
 
 
+def _mel_edges(n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """The n_mels + 2 band edges in Hz, evenly spaced on the Slaney mel scale."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+
+
 @functools.lru_cache(maxsize=32)
 def _filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float
                 ) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] float64 unit-peak triangles between mel-spaced edges
     (librosa.filters.mel(htk=False, norm=None)); bands above Nyquist are empty."""
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    edges = _mel_edges(n_mels, f_min, f_max)
     freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     width = np.diff(edges)
     ramps = edges[:, None] - freqs[None, :]
@@ -407,8 +412,7 @@ def _bin_weights(cfg: MelConfig, stft_cfg: StftConfig) -> tuple[np.ndarray, np.n
     total = fb.sum(axis=0)
     spread = np.divide(fb, total[None, :], out=np.zeros_like(fb), where=total[None, :] > 0).T
     freqs = np.linspace(0.0, stft_cfg.sample_rate / 2, stft_cfg.n_freq)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.f_min), _hz_to_mel(cfg.f_max),
-                                   cfg.n_mels + 2))
+    edges = _mel_edges(cfg.n_mels, cfg.f_min, cfg.f_max)
     seam_lo = edges[max(0, cfg.n_mels - SEAM_BANDS)]
     seam_hi = edges[-1]
     t = np.clip((freqs - seam_lo) / max(seam_hi - seam_lo, 1e-9), 0.0, 1.0)

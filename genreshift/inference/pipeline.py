@@ -313,11 +313,9 @@ def _griffin_lim_reconstruct(song: Song, change: Change, recon: ReconstructionCo
     kwargs = dict(method=recon.method, n_iter=recon.iterations,
                   phase=spec if recon.init == "phase" else None, momentum=recon.momentum,
                   length=at_rate.shape[-1], seed=recon.seed)
-    if mel_out.shape[-1] <= chunking.GL_WINDOW_FRAMES:
-        wav = spectral.mel_to_wav(mel_out, cfg, **kwargs)
-    else:  # long songs: Griffin-Lim in overlapping chunks keeps memory bounded
-        wav = chunking.mel_to_wav_chunked(mel_out, cfg, window=chunking.GL_WINDOW_FRAMES,
-                                          progress=progress, **kwargs)
+    # one piece up to GL_WINDOW_FRAMES, overlapping chunks beyond (memory stays bounded)
+    wav = chunking.mel_to_wav_chunked(mel_out, cfg, window=chunking.GL_WINDOW_FRAMES,
+                                      progress=progress, **kwargs)
     out = gaudio.resample(wav.astype(np.float32), cfg.sample_rate, song.sr)
     n = song.audio.shape[-1]
     return out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
