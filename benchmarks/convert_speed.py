@@ -11,6 +11,12 @@ stereo 16-bit WAV, the common case):
    peak memory, torch imported or not;
 4. the peak memory of converting a ``--long-seconds`` (3 min) song as a new process.
 
+Conversions run twice: with ``--rhythm keep`` (the converter and reconstruction alone: what
+the pipeline's speed goals are about) on the example song, and with the default ``--rhythm
+replace`` on a drummed song (a generated rock tune at 110 BPM, benchmarks/rhythm.py's
+generator, FluidR3_GM), where the groove is really rendered. The example song has no clear
+beat, so replace would only analyse it and then keep it.
+
 Peak memory is the new process's own peak resident set (VmHWM in /proc/self/status). Run:
 ``.venv/bin/python benchmarks/convert_speed.py [--models checkpoints] [--to jazz]``. The load
 average is printed before and after: on a shared machine timings are only comparable within
@@ -55,6 +61,14 @@ def make_song(path: Path, seconds: float) -> None:
     sf.write(path, stereo, 44_100, subtype="PCM_16")
 
 
+def make_drummed_song(path: Path, seconds: float) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rhythm import generated_song
+
+    mix, _, _ = generated_song("rock", 110.0, seconds, 44_100, seed=5)
+    sf.write(path, mix.T, 44_100, subtype="PCM_16")
+
+
 def run_child(argv: list[str], env: dict) -> tuple[float, float, bool, int, str]:
     """(wall s, peak RSS MB, torch imported, exit code, stderr) of the CLI as a new process."""
     t = time.perf_counter()
@@ -92,8 +106,11 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}\n")
     with tempfile.TemporaryDirectory() as tmp:
         song, long_song = Path(tmp) / "song.wav", Path(tmp) / "long.wav"
+        drummed, long_drummed = Path(tmp) / "drummed.wav", Path(tmp) / "long_drummed.wav"
         make_song(song, args.seconds)
         make_song(long_song, args.long_seconds)
+        make_drummed_song(drummed, args.seconds)
+        make_drummed_song(long_drummed, args.long_seconds)
 
         print("| command (new process) | median wall (s) | min-max (s) | peak memory (MB) | "
               "imports torch |")
@@ -105,35 +122,56 @@ def main() -> None:
                 ("parse error (`convert --strength 2`)",
                  ["convert", str(song), "--to", "jazz", "--strength", "2"], (2,), r),
                 ("`genres`", ["genres", "--models", str(args.models)], (0,), r),
-                (f"`convert --to {args.to}` ({args.seconds:g} s, 44.1 kHz stereo)",
-                 ["convert", str(song), "--to", args.to, "--models", str(args.models), "-o",
+                (f"`convert --to {args.to} --rhythm keep` ({args.seconds:g} s, 44.1 kHz "
+                 "stereo)",
+                 ["convert", str(song), "--to", args.to, "--rhythm", "keep", "--models",
+                  str(args.models), "-o", str(Path(tmp) / "cli.wav"), "--force", "--quiet"],
+                 (0,), r),
+                (f"`convert --to {args.to}` (default `--rhythm replace`; {args.seconds:g} s "
+                 "drummed, 44.1 kHz stereo)",
+                 ["convert", str(drummed), "--to", args.to, "--models", str(args.models), "-o",
                   str(Path(tmp) / "cli.wav"), "--force", "--quiet"], (0,), r),
-                (f"`convert --to {args.to}` ({args.long_seconds:g} s, 44.1 kHz stereo)",
-                 ["convert", str(long_song), "--to", args.to, "--models", str(args.models),
+                (f"`convert --to {args.to} --rhythm keep` ({args.long_seconds:g} s, 44.1 kHz "
+                 "stereo)",
+                 ["convert", str(long_song), "--to", args.to, "--rhythm", "keep", "--models",
+                  str(args.models), "-o", str(Path(tmp) / "long_out.wav"), "--force",
+                  "--quiet"], (0,), 1),
+                (f"`convert --to {args.to}` ({args.long_seconds:g} s drummed, 44.1 kHz "
+                 "stereo)",
+                 ["convert", str(long_drummed), "--to", args.to, "--models", str(args.models),
                   "-o", str(Path(tmp) / "long_out.wav"), "--force", "--quiet"], (0,), 1)):
             walls, peak, torch_seen = fresh(argv, n, env, codes)
             print(f"| {label} | {statistics.median(walls):.2f} | {min(walls):.2f}-"
                   f"{max(walls):.2f} | {peak:.0f} | {'yes' if torch_seen else 'no'} |")
 
         models = tconv.scan_models(args.models)
-        settings = tconv.TrainedSettings(targets=tuple(tconv.parse_targets(args.to)))
         cache = tconv.ModelCache("cpu")
-        runs = []
-        for i in range(args.repeats + 1):
-            request = pipeline.Request(song, pipeline.OutputOptions(Path(tmp) / "out.wav",
-                                                                    force=True), settings,
-                                       device="cpu")
-            s = pipeline.run(request, models=models, cache=cache).summary
-            if i:  # the first call loads the models and warms up
-                runs.append(s["timings_s"])
-        stages = list(runs[0])
-        med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in stages}
-        total = statistics.median(sum(r.values()) for r in runs)
         print(f"\nIn one process, {args.seconds:g} s 44.1 kHz stereo -> {args.to}, median of "
               f"{args.repeats} (models loaded once), seconds per stage:\n")
-        print("| " + " | ".join(stages) + " | load to written file |")
-        print("|" + "---:|" * (len(stages) + 1))
-        print("| " + " | ".join(f"{med[k]:.3f}" for k in stages) + f" | **{total:.2f}** |")
+        head = False
+        for label, path, rhythm in (("`--rhythm keep`, example song", song, "keep"),
+                                    ("`--rhythm replace` (default), drummed song", drummed,
+                                     "replace")):
+            settings = tconv.TrainedSettings(targets=tuple(tconv.parse_targets(args.to)),
+                                             rhythm=rhythm)
+            runs = []
+            for i in range(args.repeats + 1):
+                request = pipeline.Request(path, pipeline.OutputOptions(Path(tmp) / "out.wav",
+                                                                        force=True), settings,
+                                           device="cpu")
+                s = pipeline.run(request, models=models, cache=cache).summary
+                if i:  # the first call loads the models and warms up
+                    runs.append(s["timings_s"])
+            stage_names = ("load", "models", "mel", "classify", "rhythm", "generator",
+                           "reconstruction", "write")
+            med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in stage_names}
+            total = statistics.median(sum(r.values()) for r in runs)
+            if not head:
+                print("| conversion | " + " | ".join(stage_names) + " | load to written file |")
+                print("|---|" + "---:|" * (len(stage_names) + 1))
+                head = True
+            print(f"| {label} | " + " | ".join(f"{med[k]:.3f}" for k in stage_names)
+                  + f" | **{total:.2f}** |")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

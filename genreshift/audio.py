@@ -337,8 +337,17 @@ def k_weight(audio: np.ndarray, sr: int) -> np.ndarray:
     padded = np.zeros((audio.shape[0], tail + blocks * hop + tail), dtype=np.float32)
     padded[:, tail:tail + n] = audio
     frames = np.lib.stride_tricks.sliding_window_view(padded, size, axis=-1)[:, ::hop][:, :blocks]
-    out = scipy.fft.irfft(scipy.fft.rfft(frames, axis=-1) * h, n=size, axis=-1)[..., tail:]
-    return out.reshape(audio.shape[0], -1)[:, :n]
+    out = np.empty((audio.shape[0], blocks * hop), dtype=np.float32)
+    for a in range(0, blocks, _K_BLOCKS):  # bounded temporaries whatever the length
+        b = min(blocks, a + _K_BLOCKS)
+        y = scipy.fft.irfft(scipy.fft.rfft(frames[:, a:b], axis=-1) * h, n=size, axis=-1)
+        out[:, a * hop:b * hop] = y[..., tail:].reshape(audio.shape[0], -1)
+    return out[:, :n]
+
+
+# FFT blocks of k_weight transformed at once (16 x 65 536 samples at 44.1 kHz: ~20 MB of
+# temporaries per channel).
+_K_BLOCKS = 16
 
 
 def integrated_loudness(audio: np.ndarray, sr: int) -> float:
@@ -361,8 +370,7 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     total = np.zeros(starts.size)
     for c in range(audio.shape[0]):  # one channel's filtered copy in memory at a time
         y = k_weight(audio[c:c + 1], sr)[0]
-        csum = np.concatenate([[0.0], np.cumsum(np.square(y), dtype=np.float64)])
-        total += _CHANNEL_WEIGHTS[c] * (csum[starts + block] - csum[starts]) / block
+        total += _CHANNEL_WEIGHTS[c] * _block_energies(y, block, step, starts.size) / block
     with np.errstate(divide="ignore"):
         block_lufs = _LOUDNESS_OFFSET + 10.0 * np.log10(total)
     kept = block_lufs > _ABSOLUTE_GATE
@@ -374,6 +382,30 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
         return float("-inf")
     value = float(_LOUDNESS_OFFSET + 10.0 * np.log10(total[kept].mean()))
     return value if np.isfinite(value) else float("-inf")
+
+
+def _block_energies(y: np.ndarray, block: int, step: int, count: int) -> np.ndarray:
+    """Sum of y**2 over [k * step, k * step + block) for k < count (float64). Where the block
+    is a whole number of steps (4 at the usual rates), from per-step sums computed a chunk at
+    a time: no float64 copy or cumulative sum of the whole signal in memory (each was 64 MB
+    per channel-minute at 44.1 kHz)."""
+    if block % step:
+        csum = np.concatenate([[0.0], np.cumsum(np.square(y), dtype=np.float64)])
+        starts = np.arange(count) * step
+        return csum[starts + block] - csum[starts]
+    r = block // step
+    steps = count + r - 1
+    per_step = np.empty(steps)
+    chunk = max(1, _ENERGY_CHUNK // step)
+    for a in range(0, steps, chunk):
+        b = min(steps, a + chunk)
+        seg = y[a * step:b * step].astype(np.float64).reshape(b - a, step)
+        per_step[a:b] = np.einsum("ij,ij->i", seg, seg)
+    csum = np.concatenate([[0.0], np.cumsum(per_step)])
+    return csum[r:r + count] - csum[:count]
+
+
+_ENERGY_CHUNK = 1 << 20  # samples squared at once by _block_energies
 
 
 def _running_min(x: np.ndarray, size: int, origin: int) -> np.ndarray:
@@ -388,8 +420,8 @@ def _running_min(x: np.ndarray, size: int, origin: int) -> np.ndarray:
     padded = np.pad(padded, (0, m - padded.size), mode="edge").reshape(-1, size)
     prefix = np.minimum.accumulate(padded, axis=1).ravel()
     suffix = np.minimum.accumulate(padded[:, ::-1], axis=1)[:, ::-1].ravel()
-    i = np.arange(n) + start + left  # window [i, i + size) in padded coordinates
-    return np.minimum(suffix[i], prefix[i + size - 1])
+    a = start + left  # window [a + k, a + k + size) in padded coordinates, k < n
+    return np.minimum(suffix[a:a + n], prefix[a + size - 1:a + size - 1 + n])
 
 
 def _moving_average(x: np.ndarray, size: int) -> np.ndarray:
@@ -397,8 +429,11 @@ def _moving_average(x: np.ndarray, size: int) -> np.ndarray:
     start = -(size // 2)
     padded = np.pad(x.astype(np.float64), (size, size), mode="edge")
     csum = np.concatenate([[0.0], np.cumsum(padded)])
-    i = np.arange(x.size) + size + start
-    return ((csum[i + size] - csum[i]) / size).astype(x.dtype)
+    del padded
+    a, n = size + start, x.size  # window [a + k, a + k + size) of padded, k < n
+    out = csum[a + size:a + size + n] - csum[a:a + n]
+    out /= size
+    return out.astype(x.dtype)
 
 
 def limit_peaks(
@@ -415,7 +450,12 @@ def limit_peaks(
     everywhere. A final clip at the ceiling only guards against float rounding.
     """
     ceiling = 10.0 ** (ceiling_db / 20.0)
-    peak = np.max(np.abs(audio), axis=0) if audio.ndim == 2 else np.abs(audio)
+    # Linked peak over the channels, one channel's |x| at a time (memory: a 3-minute
+    # 44.1 kHz song is 32 MB per channel, and this runs on every conversion's output).
+    channels = audio if audio.ndim == 2 else audio[None]
+    peak = np.abs(channels[0])
+    for c in range(1, channels.shape[0]):
+        np.maximum(peak, np.abs(channels[c]), out=peak)
     if peak.size == 0 or float(peak.max()) <= ceiling:
         return audio
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
@@ -424,12 +464,14 @@ def limit_peaks(
     # running minimum over [n - rel, n + look]: attack ahead of the peak, hold/release after it
     size = look + rel + 1
     origin = (rel - look) // 2
+    del peak
     gain = _running_min(need, size, origin)
     # moving average of length `look`, centred: stays <= the running minimum of width >= look
-    smooth = _moving_average(gain, look)
-    gain = np.minimum(smooth, need)
-    out = audio * gain.astype(audio.dtype)
-    return np.clip(out, -ceiling, ceiling).astype(audio.dtype)
+    gain = np.minimum(_moving_average(gain, look), need)
+    del need
+    out = audio * gain.astype(audio.dtype, copy=False)
+    np.clip(out, -ceiling, ceiling, out=out)
+    return out.astype(audio.dtype, copy=False)
 
 
 def normalize_loudness(

@@ -158,6 +158,14 @@ def test_classifier_matches_torch(exported: Path) -> None:
         assert probs.shape == (3,) and probs.dtype == np.float32
         np.testing.assert_allclose(probs, ref, atol=CLF_TOL, rtol=0)
         assert abs(float(probs.sum()) - 1.0) < 1e-5
+    # windows side by side (source detection's hop): 45 frames are windows at 0, 16 and 29
+    x = mel(N_MELS, 45, seed=7)
+    probs = onnx_clf.classify_clip(x, hop=16)
+    np.testing.assert_allclose(probs, classify_clip(clf.model, torch.from_numpy(x),
+                                                    hop=16).numpy(), atol=CLF_TOL, rtol=0)
+    each = [onnx_clf.classify_clip(x[:, s:s + 16]) for s in (0, 16, 29)]
+    np.testing.assert_allclose(probs, np.mean(each, axis=0), atol=1e-6, rtol=0)
+    assert not np.allclose(probs, onnx_clf.classify_clip(x), atol=1e-4)  # hop 8 differs
 
 
 # --------------------------------------------------------------------------- headers

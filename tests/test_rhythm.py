@@ -217,6 +217,12 @@ def test_same_seed_same_groove_other_seed_other_groove(clicks):
     np.testing.assert_array_equal(one, rhythm.render_groove(a, "jazz", SR, seed=5))
     assert not np.array_equal(one, rhythm.render_groove(a, "jazz", SR, seed=6))
     assert rhythm.render_groove(a, "rock", SR, channels=2).shape == (2, 6 * SR)
+    # the pipeline renders the groove before converting and hands it to apply_rhythm
+    audio, _ = clicks
+    mixed, _ = rhythm.apply_rhythm(audio, SR, "replace", [("jazz", 1.0)], seed=5, analysis=a)
+    given, _ = rhythm.apply_rhythm(audio, SR, "replace", [("jazz", 1.0)], seed=5, analysis=a,
+                                   groove=one)
+    np.testing.assert_array_equal(mixed, given)
 
 
 def test_classical_has_no_groove(clicks):

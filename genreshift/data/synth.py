@@ -331,6 +331,11 @@ def _presets(path: str) -> frozenset[tuple[int, int]]:
     return frozenset(soundfont_presets(path))
 
 
+def release_soundfonts() -> None:
+    """Drop the loaded SoundFonts (FluidR3_GM holds ~435 MB once loaded)."""
+    _load_soundfont.cache_clear()
+
+
 @dataclass(frozen=True)
 class Stems:
     """Dry mono stems of an arrangement, one per track, before any mixing."""

@@ -389,15 +389,16 @@ class _TorchClassifier:
         self.loaded, self.device = loaded, device
         self.genres = list(loaded.genres)
         self.mel_config = loaded.mel_config
+        self.config = loaded.model.config
 
-    def classify_clip(self, mel: np.ndarray) -> np.ndarray:
+    def classify_clip(self, mel: np.ndarray, *, hop: int | None = None) -> np.ndarray:
         import torch
 
         from genreshift.models.classifier import classify_clip
 
         with torch.inference_mode():
             probs = classify_clip(self.loaded.model, torch.from_numpy(
-                np.ascontiguousarray(mel)).to(self.device))
+                np.ascontiguousarray(mel)).to(self.device), hop=hop)
         return probs.float().cpu().numpy()
 
 
@@ -443,6 +444,11 @@ class ModelCache:
         return self._classifiers[path]
 
 
+# Songs longer than this drop the groove's SoundFont after rendering it: the peak memory of a
+# 3-minute song then stays under 1 GB (benchmarks/convert_speed.py); shorter songs keep it
+# loaded for the next conversion of the process.
+GROOVE_FONT_KEPT_SECONDS = 60.0
+
 # Below this top probability the detected genre is reported as uncertain and not used to pick
 # a converter (the `rest -> target` one applies to anything). On real recordings the classifier
 # often spreads its probability over genres it was never shown music of; naming the top one
@@ -450,9 +456,16 @@ class ModelCache:
 UNCERTAIN_BELOW = 0.5
 
 
-def detect_genre(classifier: Any, mel: np.ndarray) -> tuple[str, float, dict[str, float]]:
-    """(genre, probability, all probabilities) for a mid log-mel [n_mels, frames]."""
-    probs = classifier.classify_clip(mel)
+def detect_genre(classifier: Any, mel: np.ndarray, *, hop: int | None = None
+                 ) -> tuple[str, float, dict[str, float]]:
+    """(genre, probability, all probabilities) for a mid log-mel [n_mels, frames].
+
+    ``hop``: frames between the classifier's windows; None is one window length (windows
+    side by side). Training and evaluation overlap them by half; for a song's one decision
+    that doubles the classifier's cost for no measured gain: the same accuracy (103 of 120
+    synthetic test clips) and the same reported source on 92 of 93 clips (docs/DECISIONS.md,
+    2026-12-01 fourth session)."""
+    probs = classifier.classify_clip(mel, hop=hop or classifier.config.frames)
     k = int(np.argmax(probs))
     return (classifier.genres[k], float(probs[k]),
             {g: round(float(p), 4) for g, p in zip(classifier.genres, probs)})
@@ -634,10 +647,23 @@ class TrainedMode:
     def _rhythm(self, song: Song, timings: Timings) -> dict:
         from genreshift.inference import rhythm
 
+        settings = self.settings
         with timings("rhythm"):
             analysis = rhythm.analyse_rhythm(song.audio, song.sr)
-        layer = self.settings.rhythm_layer if analysis.has_clear_beat else "song"
-        return {"analysis": analysis, "layer": layer}
+            groove = None
+            if analysis.has_clear_beat:
+                # Rendered now, before the converter and the reconstruction need their
+                # memory; the SoundFont it loads is dropped again after a long song
+                # (FluidR3_GM holds ~435 MB; keeping it saves ~0.35 s per conversion).
+                groove = rhythm.render_groove(
+                    analysis, rhythm.groove_genre([(t.genre, t.weight) for t in settings.targets]),
+                    song.sr, seed=settings.seed)
+                if analysis.duration > GROOVE_FONT_KEPT_SECONDS:
+                    from genreshift.data.synth import release_soundfonts
+
+                    release_soundfonts()
+        layer = settings.rhythm_layer if analysis.has_clear_beat else "song"
+        return {"analysis": analysis, "layer": layer, "groove": groove}
 
     def _rhythm_post(self, song: Song, stage: dict, info: dict, timings: Timings
                      ) -> Callable[[np.ndarray], np.ndarray]:
@@ -651,12 +677,18 @@ class TrainedMode:
         def post(out: np.ndarray) -> np.ndarray:
             analysis = stage["analysis"]
             with timings("rhythm"):
-                layers = ((out, analysis.percussive) if stage["layer"] == "harmonic"
-                          else rhythm.separate(out, song.sr))
+                if stage["layer"] == "harmonic":
+                    layers = (out, analysis.percussive)
+                elif analysis.has_clear_beat:
+                    layers = rhythm.separate(out, song.sr)
+                else:  # apply_rhythm keeps such a song as it is: nothing to separate
+                    layers = (out, np.zeros_like(out))
                 mixed, rinfo = rhythm.apply_rhythm(
                     song.audio, song.sr, settings.rhythm,
                     [(t.genre, t.weight) for t in settings.targets], seed=settings.seed,
-                    analysis=analysis, layers=layers, strength=settings.strength)
+                    analysis=analysis, layers=layers, strength=settings.strength,
+                    limit=False,  # normalize_loudness limits the final mix
+                    groove=stage["groove"])
             rinfo["converted_layer"] = stage["layer"]
             info["rhythm"] = rinfo
             if rinfo.get("reason") and rinfo["rhythm"] != settings.rhythm:

@@ -33,6 +33,7 @@ import dataclasses
 import itertools
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -204,17 +205,25 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _mask_on_grid(mask: np.ndarray, src_cfg: spectral.StftConfig,
-                  dst_cfg: spectral.StftConfig, dst_frames: int) -> np.ndarray:
+                  dst_cfg: spectral.StftConfig, dst_frames: int
+                  ) -> Callable[[int, int], np.ndarray]:
     """A mask [n_freq, frames] on one STFT grid, linearly interpolated onto another (by bin
-    frequency and frame time); bins above the source's Nyquist take its top bin's value."""
+    frequency and frame time), as a function (start, stop) -> the mask of frames [start, stop)
+    on the destination grid, so the whole interpolated mask (63 MB for 3 minutes at 44.1 kHz)
+    is never held; bins above the source's Nyquist take its top bin's value."""
     f_src = np.arange(src_cfg.n_freq) * src_cfg.sample_rate / src_cfg.n_fft
     f_dst = np.arange(dst_cfg.n_freq) * dst_cfg.sample_rate / dst_cfg.n_fft
     i0, i1, w = _interp_matrix(f_src, f_dst)
-    m = mask[i0] * (1.0 - w[:, None]) + mask[i1] * w[:, None]
     t_src = np.arange(mask.shape[1]) * src_cfg.hop_length / src_cfg.sample_rate
     t_dst = np.arange(dst_frames) * dst_cfg.hop_length / dst_cfg.sample_rate
     j0, j1, v = _interp_matrix(t_src, t_dst)
-    return (m[:, j0] * (1.0 - v) + m[:, j1] * v).astype(np.float32)
+    wf = w[:, None]
+
+    def gains(a: int, b: int) -> np.ndarray:
+        m = mask[:, j0[a:b]] * (1.0 - v[a:b]) + mask[:, j1[a:b]] * v[a:b]
+        return (m[i0] * (1.0 - wf) + m[i1] * wf).astype(np.float32)
+
+    return gains
 
 
 def _hpss_grid() -> spectral.StftConfig:
@@ -237,9 +246,12 @@ def _percussive_mask(mono22: np.ndarray, margin: float) -> tuple[np.ndarray, np.
 def _apply_percussive_mask(audio: np.ndarray, sr: int, mask_p: np.ndarray
                            ) -> np.ndarray:
     native = _native_grid(sr)
-    spec = spectral.stft(audio, native)
-    mask = _mask_on_grid(mask_p, _hpss_grid(), native, spec.shape[-1])
-    return spectral.istft(spec, native, length=audio.shape[1], gains=mask).astype(np.float32)
+    mask = _mask_on_grid(mask_p, _hpss_grid(), native, native.frames(audio.shape[1]))
+    out = np.empty(audio.shape, dtype=np.float32)
+    for c in range(audio.shape[0]):  # one channel's STFT in memory at a time
+        out[c] = spectral.istft(spectral.stft(audio[c], native), native,
+                                length=audio.shape[1], gains=mask)
+    return out
 
 
 def separate(audio: np.ndarray, sr: int, *, margin: float = HPSS_MARGIN
@@ -773,7 +785,8 @@ def _rounded(x: float) -> float | None:
 def apply_rhythm(audio: np.ndarray, sr: int, mode: str, targets: list[tuple[str, float]], *,
                  seed: int = 0, analysis: RhythmAnalysis | None = None,
                  layers: tuple[np.ndarray, np.ndarray] | None = None,
-                 strength: float = 1.0, soundfont: str | Path | None = None
+                 strength: float = 1.0, soundfont: str | Path | None = None,
+                 limit: bool = True, groove: np.ndarray | None = None
                  ) -> tuple[np.ndarray, dict]:
     """The rhythm stage: ``audio`` [channels, samples] at ``sr`` with its percussion kept,
     replaced by or topped with the groove of ``targets`` (genre, weight) pairs (a blend plays
@@ -784,6 +797,12 @@ def apply_rhythm(audio: np.ndarray, sr: int, mode: str, targets: list[tuple[str,
       of the percussive layer it replaces (BS.1770; RMS where that cannot be measured). A
       genre without drums (classical) leaves the harmonic layer alone: the kit is taken out.
     - ``add``: ``audio`` plus the groove ADD_LEVEL_DB under the song's percussive layer.
+
+    ``groove``: the groove already rendered by :func:`render_groove` for this analysis,
+    genre and seed (the pipeline renders it before converting, while memory is low).
+
+    ``limit``: peak-limit the mix (gaudio.limit_peaks); the conversion pipeline passes False
+    because its loudness match limits the final level once.
 
     ``strength`` in [0, 1] crossfades: replace keeps (1 - strength) of the old percussion and
     strength of the groove; add adds strength of it. ``analysis``: :func:`analyse_rhythm` of
@@ -831,8 +850,9 @@ def apply_rhythm(audio: np.ndarray, sr: int, mode: str, targets: list[tuple[str,
         info["reason"] = f"no clear beat ({why})"
         return whole, info
     arr = groove_arrangement(analysis, genre, seed=seed)
-    groove = _fit_length(_render(arr, analysis, sr, harmonic.shape[0], soundfont),
-                         harmonic.shape[1])
+    if groove is None:
+        groove = _render(arr, analysis, sr, harmonic.shape[0], soundfont)
+    groove = _fit_length(groove, harmonic.shape[1])
     info["groove"] = genre if arr is not None else None
     info["groove_kit"] = arr.tracks[0].program if arr is not None else None
     if len(targets) > 1:
@@ -855,7 +875,8 @@ def apply_rhythm(audio: np.ndarray, sr: int, mode: str, targets: list[tuple[str,
         gain, levels = _gain_to(groove, percussive, sr, ADD_LEVEL_DB)
         info.update(levels)
         out = whole + np.float32(strength * gain) * groove
-    return gaudio.limit_peaks(out.astype(np.float32), sr), info
+    out = out.astype(np.float32)
+    return (gaudio.limit_peaks(out, sr) if limit else out), info
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

@@ -44,6 +44,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
             raise ValueError(f"threads must be >= 1, got {threads}")
         so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # No arena: onnxruntime's grows to the largest batch it has run and keeps it (~200 MB
+    # after classifying a 3-minute song); without it each run's buffers go back at its end.
+    so.enable_cpu_mem_arena = False
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     spin = os.environ.get("OMP_WAIT_POLICY", "PASSIVE").strip().upper() == "ACTIVE"
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
@@ -195,26 +198,29 @@ class OnnxClassifier:
         return self._session.run([ONNX_OUTPUTS["classifier"]],
                                  {ONNX_INPUT: np.ascontiguousarray(x)})[0]
 
-    def window_probabilities(self, mels: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    def window_probabilities(self, mels: np.ndarray, *, batch_size: int = 64,
+                             hop: int | None = None) -> np.ndarray:
         """Genre probabilities [N, n_classes] for log-mels [N, n_mels, T] of any length T.
 
         As ``genreshift.models.classifier.window_probabilities``: each mel is cut into windows
         of ``config.frames`` (hop half a window, the last aligned to the end) and the
-        per-window softmax probabilities are averaged.
+        per-window softmax probabilities are averaged. ``hop``: frames between window starts
+        (default half a window).
         """
         mels = _mels(mels, self.config.n_mels, 3, "classifier")
         n = mels.shape[0]
-        windows = np.stack([split_windows(m, self.config.frames) for m in mels])  # [N, W, M, F]
+        windows = np.stack([split_windows(m, self.config.frames, hop) for m in mels])  # [N, W, M, F]
         per = windows.shape[1]
         flat = windows.reshape(n * per, *windows.shape[2:])
         probs = np.concatenate([_softmax(self.logits(flat[i:i + batch_size]))
                                 for i in range(0, len(flat), batch_size)])
         return probs.reshape(n, per, -1).mean(axis=1, dtype=np.float32)
 
-    def classify_clip(self, mel: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    def classify_clip(self, mel: np.ndarray, *, batch_size: int = 64,
+                      hop: int | None = None) -> np.ndarray:
         """Genre probabilities [n_classes] for a whole clip's log-mel [n_mels, T]."""
         mel = _mels(mel, self.config.n_mels, 2, "classifier")
-        return self.window_probabilities(mel[None], batch_size=batch_size)[0]
+        return self.window_probabilities(mel[None], batch_size=batch_size, hop=hop)[0]
 
     def __repr__(self) -> str:
         return f"OnnxClassifier({str(self.path)!r}, genres={self.genres})"

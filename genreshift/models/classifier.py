@@ -72,19 +72,19 @@ def split_windows(mel: torch.Tensor, frames: int, hop: int | None = None) -> tor
 
 @torch.no_grad()
 def window_probabilities(model: GenreClassifier, mels: torch.Tensor, *,
-                         batch_size: int = 64) -> torch.Tensor:
+                         batch_size: int = 64, hop: int | None = None) -> torch.Tensor:
     """Genre probabilities [N, n_classes] for log-mels [N, n_mels, T] of any length T.
 
     Each mel is cut into windows of the length the model was trained on
     (``model.config.frames``, hop of half a window, the last aligned to the end) and the
     per-window softmax probabilities are averaged, so a long excerpt is judged by its typical
-    window rather than by one loud passage. Put the model in eval mode first (the checkpoint
-    loader returns it so).
+    window rather than by one loud passage. ``hop``: frames between window starts (default
+    half a window). Put the model in eval mode first (the checkpoint loader returns it so).
     """
     if mels.dim() != 3:
         raise ValueError(f"expected [N, n_mels, frames], got {tuple(mels.shape)}")
     n = mels.shape[0]
-    windows = torch.stack([split_windows(m, model.config.frames) for m in mels])  # [N, W, M, F]
+    windows = torch.stack([split_windows(m, model.config.frames, hop) for m in mels])  # [N, W, M, F]
     per = windows.shape[1]
     device = next(model.parameters()).device
     flat = windows.reshape(n * per, *windows.shape[2:])
@@ -94,8 +94,8 @@ def window_probabilities(model: GenreClassifier, mels: torch.Tensor, *,
 
 
 def classify_clip(model: GenreClassifier, mel: torch.Tensor, *,
-                  batch_size: int = 64) -> torch.Tensor:
+                  batch_size: int = 64, hop: int | None = None) -> torch.Tensor:
     """Genre probabilities [n_classes] for a whole clip's log-mel [n_mels, T]."""
     if mel.dim() != 2:
         raise ValueError(f"expected [n_mels, frames], got {tuple(mel.shape)}")
-    return window_probabilities(model, mel[None], batch_size=batch_size)[0]
+    return window_probabilities(model, mel[None], batch_size=batch_size, hop=hop)[0]
