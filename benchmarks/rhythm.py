@@ -22,9 +22,17 @@ Tables:
    beats, over beats with such an onset within 70 ms; and the share of beats that have one),
    mir_eval F-measure of the beats tracked on the output against the input's (goal >= 0.8),
    the tempo kept, the extra CPU seconds per 30 s of audio.
+5. Speed of each stage on one 30 s song.
+6. Held-out tunes of the paired corpus (data/synth, test split): each tune from a source genre
+   with a kit to a shipped target, through ``pipeline.run`` with ``--rhythm keep``, ``replace``,
+   ``add`` (harmonic layer converted) and ``replace`` with the whole song converted, against the
+   same tune rendered in the target genre: mel LSD to that truth and transfer by evaluate's two
+   judges (the classifier, the feature judge fitted on the train split); the unconverted input
+   as the reference row. ``--synth-tunes 0`` skips it.
 
     .venv/bin/python benchmarks/rhythm.py
-    .venv/bin/python benchmarks/rhythm.py --seconds 12 --tempi 90,120 --real 0 --no-librosa
+    .venv/bin/python benchmarks/rhythm.py --seconds 12 --tempi 90,120 --real 0 --no-librosa \
+        --synth-tunes 2 --synth-judge-tunes 20
 """
 
 from __future__ import annotations
@@ -412,6 +420,184 @@ def speed_table(sr: int) -> None:
           f"{time.process_time() - t:.2f} s CPU.\n")
 
 
+# --------------------------------------------------------------------------- synthetic corpus
+
+# (rhythm mode, converted layer, label) of each conversion in table 6
+SYNTH_VARIANTS = (("keep", "harmonic", "keep"),
+                  ("replace", "harmonic", "replace, harmonic layer converted"),
+                  ("add", "harmonic", "add, harmonic layer converted"),
+                  ("replace", "song", "replace, whole song converted"))
+NO_KIT = ("classical",)  # the corpus genre without drums: no beat to replace, never a source
+
+
+def synth_plan(corpus, models, n: int, seed: int) -> list[tuple[str, str, str]]:
+    """(tune, source, target) for ``n`` test-split tunes drawn with ``seed``: the shipped
+    targets in turn (a seeded order), each from a seeded source genre with a kit."""
+    by_tune = corpus.tunes("test")
+    targets = sorted(set(models.targets()) & set(corpus.genres()))
+    rng = np.random.default_rng(seed)
+    names = sorted(by_tune)
+    chosen = sorted(rng.choice(names, size=min(n, len(names)), replace=False)) if names else []
+    order = [str(t) for t in rng.permutation(targets)]
+    plan = []
+    for k, tune in enumerate(chosen):
+        target = order[k % len(order)] if order else None
+        sources = sorted(g for g in by_tune[tune] if g not in (*NO_KIT, target))
+        if target in by_tune[tune] and sources:
+            plan.append((str(tune), str(rng.choice(sources)), target))
+    return plan
+
+
+def synth_table(args) -> None:
+    """Table 6: held-out tunes of the paired corpus through pipeline.run, each rhythm mode,
+    against the same tune rendered in the target genre."""
+    import tempfile
+
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from genreshift.audio import load_audio
+    from genreshift.inference import convert as tconv
+    from genreshift.inference import evaluate as ev
+    from genreshift.inference import pipeline
+    from genreshift.inference.metrics import mel_lsd
+
+    print("## 6. Synthetic held-out tunes, per rhythm mode\n")
+    root = Path(args.synth_dir)
+    if not (root / "metadata.csv").is_file():
+        print(f"Not measured: no paired corpus at {root} (`genreshift data synth`).\n")
+        return
+    wall0, load0 = time.perf_counter(), os.getloadavg()[0]
+    corpus = ev.Corpus.open(root)
+    models = tconv.scan_models(args.models)
+    if models.classifier is None:
+        print(f"Not measured: no genre classifier in {args.models}.\n")
+        return
+    plan = synth_plan(corpus, models, args.synth_tunes, args.synth_seed)
+    if not plan:
+        print(f"Not measured: no test-split tune of {root} has a source with a kit and a "
+              "shipped target.\n")
+        return
+    cache = tconv.ModelCache("cpu")
+    clf = cache.classifier(models.classifier)
+    cfg = clf.mel_config
+    seconds = args.synth_seconds
+    fit = corpus
+    if args.synth_judge_tunes:
+        keep = sorted({r["tune"] for r in corpus.rows if r["split"] == "train"})
+        keep = set(keep[: args.synth_judge_tunes])
+        fit = ev.Corpus(corpus.root, [r for r in corpus.rows if r["tune"] in keep])
+    judge = ev.fit_feature_judge(fit, seconds=seconds, progress=True)
+    judges = ev.Judges(clf, judge)
+    fitted_on = sum(1 for r in fit.rows if r["split"] == "train")
+    renderings = corpus.tunes_by_name()
+    known = models.known_genres()
+
+    def given(source: str) -> str | None:
+        """--from: the true source where the models name it (a genre of a ``rest`` domain is
+        not a --from choice; the converter is the same either way, one per target)."""
+        return source if source in known else None
+
+    def measure(audio: np.ndarray, sr: int, truth: np.ndarray, target: str) -> dict:
+        """LSD to the truth's mel and both judges' verdicts, as evaluate's rows have them."""
+        cnn, feat = judges.judge(audio.mean(axis=0), sr, cfg)
+        return {"lsd": mel_lsd(truth, ev._mel(audio, sr, cfg)[0], cfg),
+                "cnn": max(cnn, key=cnn.get) == target, "feat": max(feat, key=feat.get) == target}
+
+    rows: list[dict] = []
+    lengths: set[float] = set()  # excerpt seconds (clips shorter than --synth-seconds whole)
+    channels: set[str] = set()
+    labels = ["input (no conversion)"] + [v[2] for v in SYNTH_VARIANTS]
+    with tempfile.TemporaryDirectory() as tmp:
+        src_path, out_path = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        for tune, source, target in tqdm(plan, desc="synth tunes", leave=False):
+            audio, sr = load_audio(renderings[tune][source])
+            audio = audio[:, : round(seconds * sr)]
+            lengths.add(round(audio.shape[1] / sr, 1))
+            channels.add({1: "mono", 2: "stereo"}.get(audio.shape[0], f"{audio.shape[0]}-ch"))
+            sf.write(src_path, audio.T, sr, subtype="FLOAT")
+            truth = ev._mel(*ev._load(renderings[tune][target], seconds), cfg)[0]
+            base = {"tune": tune, "source": source, "target": target}
+            rows.append({**base, "variant": labels[0], "applied": None, "cpu": 0.0,
+                         **measure(audio, sr, truth, target)})
+            for mode, layer, label in SYNTH_VARIANTS:
+                settings = tconv.TrainedSettings(targets=(tconv.Target(target, 1.0),),
+                                                 source=given(source), rhythm=mode,
+                                                 rhythm_layer=layer)
+                request = pipeline.Request(src_path, pipeline.OutputOptions(out_path, force=True),
+                                           settings, device="cpu")
+                t = time.process_time()
+                summary = pipeline.run(request, models=models, cache=cache).summary
+                cpu = time.process_time() - t
+                out, out_sr = load_audio(out_path)
+                r = summary["rhythm"]
+                rows.append({**base, "variant": label, "cpu": cpu,
+                             "applied": r["rhythm"] == mode
+                             and r.get("converted_layer", layer) == layer,
+                             **measure(out, out_sr, truth, target)})
+
+    targets = sorted({t for _, _, t in plan})
+    excerpt = (f"{min(lengths):g}" if len(lengths) == 1
+               else f"{min(lengths):g}-{max(lengths):g}")
+    print(f"{len(plan)} test-split tunes of {_shown(root)} (seed {args.synth_seed}), the first "
+          f"{excerpt} s of each, {sr} Hz {'/'.join(sorted(channels))} as rendered, converted by `pipeline.run` with "
+          f"the models of {_shown(Path(args.models))} (`--from` the true source where the "
+          "models name it, else detected; groove seed 0): "
+          + ", ".join(f"{tune} {s}->{t}" for tune, s, t in plan) + ". Truth: the same "
+          "tune rendered in the target genre (time-aligned). LSD: "
+          "`metrics.mel_lsd` of the output's mid log-mel against the truth's (the classifier's "
+          f"mel settings: {cfg.sample_rate} Hz, n_fft {cfg.n_fft}, hop {cfg.hop_length}, "
+          f"{cfg.n_mels} bands, {cfg.db_min:g}..{cfg.db_max:g} dB; the output keeps the "
+          "input's loudness, the truth has its own, as in `genreshift evaluate`). Transfer: "
+          "the target is the top genre of the shipped classifier / of evaluate's feature "
+          f"judge (fitted on {fitted_on} train-split renderings, first {excerpt} s) / of "
+          "both. Better than keep: clips whose LSD is lower than keep's. Applied: clips where "
+          "the rhythm mode and layer ran as asked (without a clear beat the pipeline keeps the "
+          "rhythm and converts the whole song). CPU: pipeline.run, load to written file.\n")
+    print("| variant | clips | applied | LSD to truth (dB) | better than keep | transfer: "
+          "classifier | transfer: feature judge | transfer: both | CPU per clip (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    keep_lsd = {(r["tune"], r["target"]): r["lsd"] for r in rows if r["variant"] == "keep"}
+    for label in labels:
+        sel = [r for r in rows if r["variant"] == label]
+        lsd = np.array([r["lsd"] for r in sel])
+        better = np.mean([r["lsd"] < keep_lsd[(r["tune"], r["target"])] for r in sel])
+        applied = (f"{sum(r['applied'] for r in sel)}/{len(sel)}"
+                   if sel[0]["applied"] is not None else "—")
+        cpu = f"{np.median([r['cpu'] for r in sel]):.2f}" if sel[0]["cpu"] else "—"
+        print(f"| {label} | {len(sel)} | {applied} | **{lsd.mean():.2f}** (sd {lsd.std():.2f}) | "
+              f"{'—' if label == 'keep' else f'{better:.0%}'} | "
+              f"{np.mean([r['cnn'] for r in sel]):.0%} | {np.mean([r['feat'] for r in sel]):.0%} "
+              f"| **{np.mean([r['cnn'] and r['feat'] for r in sel]):.0%}** | {cpu} |")
+    print("\nLSD to truth (dB) by target genre (clips per target in brackets):\n")
+    count = {t: sum(1 for _, _, x in plan if x == t) for t in targets}
+    print("| variant | " + " | ".join(f"{t} ({count[t]})" for t in targets) + " |")
+    print("|---|" + "---:|" * len(targets))
+    for label in labels:
+        cells = [np.mean([r["lsd"] for r in rows if r["variant"] == label and r["target"] == t])
+                 for t in targets]
+        print(f"| {label} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    print("\nPer clip: LSD to truth (dB), the lowest of the conversions in bold; + where both "
+          "judges name the target.\n")
+    print("| tune | source -> target | " + " | ".join(labels) + " |")
+    print("|---|---|" + "---:|" * len(labels))
+    for tune, source, target in plan:
+        cells = {r["variant"]: r for r in rows if r["tune"] == tune and r["target"] == target}
+        best = min(labels[1:], key=lambda v: cells[v]["lsd"])
+        print(f"| {tune} | {source} -> {target} | " + " | ".join(
+            (f"**{cells[v]['lsd']:.2f}**" if v == best else f"{cells[v]['lsd']:.2f}")
+            + (" +" if cells[v]["cnn"] and cells[v]["feat"] else "") for v in labels) + " |")
+    print(f"\nSection wall time {time.perf_counter() - wall0:.0f} s (feature judge included); "
+          f"load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after.\n")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.absolute().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -420,13 +606,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr", type=int, default=44_100)
     ap.add_argument("--real", type=int, default=6, help="real excerpts (0: none)")
     ap.add_argument("--no-librosa", action="store_true")
+    ap.add_argument("--synth-tunes", type=int, default=12,
+                    help="test-split tunes of the paired corpus for table 6 (0: skip it)")
+    ap.add_argument("--synth-dir", type=Path, default=ROOT / "data" / "synth")
+    ap.add_argument("--synth-seconds", type=float, default=20.0, help="excerpt of each tune")
+    ap.add_argument("--synth-seed", type=int, default=0, help="draws the tunes and pairs")
+    ap.add_argument("--synth-judge-tunes", type=int, default=0,
+                    help="fit the feature judge on this many train tunes (0: all, as evaluate)")
+    ap.add_argument("--models", type=Path, default=ROOT / "checkpoints")
     args = ap.parse_args(argv)
 
     from genreshift.inference import rhythm
 
     print(f"Command: `python benchmarks/rhythm.py {shlex.join(argv or sys.argv[1:])}`  ")
     print(f"Machine: {platform.machine()} {os.cpu_count()}-core CPU (shared), Python "
-          f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f} before  ")
+          f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f} before; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ")
     print(f"Kit SoundFont: {rhythm.groove_soundfont().name}\n")
     tempi = [float(t) for t in args.tempi.split(",")]
     genres = args.genres.split(",")
@@ -480,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
         for sr, group in by_rate.items():
             mix_table(group, sr)
     speed_table(args.sr)
+    if args.synth_tunes > 0:
+        synth_table(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -213,3 +213,25 @@ def test_cli_rhythm_replace_lays_a_groove_on_the_beat_and_keeps_a_drone(tmp_path
     summary = json.loads(r.stdout)
     assert summary["rhythm"]["rhythm"] == "keep" and "no clear beat" in summary["rhythm"]["reason"]
     assert any("no clear beat" in n for n in summary["notes"])
+
+
+def test_add_into_a_genre_without_drums_converts_the_whole_song(tmp_path: Path) -> None:
+    """Nothing is added (classical has no kit), so the song's own kit stays: the converter
+    changes it with the rest instead of leaving it unconverted next to a converted layer."""
+    from test_convert import _save_converter, write_tiny_models
+
+    from genreshift.inference import convert as tconv
+
+    models = write_tiny_models(tmp_path / "models")
+    _save_converter(models / "rest-to-classical.pt", "classical", 3)
+    song = tmp_path / "drums.wav"
+    sf.write(song, drummed_song(), 22_050)
+    found = tconv.scan_models(models)
+    layers = {}
+    for target in ("classical", "rock"):
+        s = tconv.convert_trained_file(
+            song, tmp_path / f"{target}.wav", models=found, device="cpu",
+            settings=tconv.TrainedSettings(targets=tuple(tconv.parse_targets(target)),
+                                           rhythm="add"))
+        layers[target] = (s["rhythm"]["rhythm"], s["rhythm"]["converted_layer"])
+    assert layers == {"classical": ("keep", "song"), "rock": ("add", "harmonic")}
