@@ -235,8 +235,10 @@ def main() -> None:
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
     m = measured["genreshift reference mode"]
     print(f"| genreshift reference mode | {st['optimizer']}, {st['steps']} steps, style "
-          f"{st['style_weight']:g}, content {st['content_weight']:g}; log-mel, random filters "
-          f"{'/'.join(map(str, FeatureConfig().widths))} x {FeatureConfig().filters} | "
+          f"{st['style_weight']:g}, content {st['content_weight']:g}, chroma "
+          f"{st['chroma_weight']:g}; style space {st['style_space']} (random filters "
+          f"{'/'.join(map(str, FeatureConfig().widths))} x {FeatureConfig().filters}"
+          f"{'' if st['style_space'] == 'random' else ' + classifier'}) | "
           f"**{gs_wall:.1f}** ({stages}) | {gs_cpu:.1f} | {summary['style_loss_initial']:.4g} → "
           f"{summary['style_loss_final']:.4g} | {m['genreshift']:.4g} | {m['held-out']:.4g} | "
           f"{m['baseline']:.4g} | {m['mel_lsd_db']:.1f} | {m['chroma']:.3f} |")

@@ -76,6 +76,7 @@ class Sizes:
     rhythm_seconds: float = 20.0  # generated songs for the rhythm section
     rhythm_tempi: str = "72,90,110,140"
     rhythm_real: int = 6  # excerpts of data/real (make real-data); 0 where there are none
+    rhythm_synth_tunes: int = 12  # test tunes of the run's corpus through each rhythm mode
     roundtrip_runs: int = 3
     roundtrip_clips: int = 4
     roundtrip_iters: str = "0,16,32,64"
@@ -86,6 +87,8 @@ class Sizes:
     tensor_seconds: float = 30.0
     ref_seconds: float = 8.0
     ref_baseline_steps: int | None = None  # the published 300
+    ref_style_tunes: int = 1  # test tunes x every ordered pair of the classifier's genres
+    ref_style_seconds: float = 10.0
     model_repeats: int = 3
     model_train_steps: int = 3
     model_candidates: tuple[str, ...] = ()  # () = all
@@ -97,9 +100,10 @@ QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eva
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
               convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
               recon_clips=1, recon_seconds=3.0, rhythm_seconds=6.0, rhythm_tempi="110",
-              rhythm_real=0, roundtrip_runs=1, roundtrip_clips=1,
+              rhythm_real=0, rhythm_synth_tunes=1, roundtrip_runs=1, roundtrip_clips=1,
               roundtrip_iters="0,2", roundtrip_hops="512", oracle_tunes=1, sep10_tunes=6,
               tensor_clips=20, tensor_seconds=5.0, ref_seconds=3.0, ref_baseline_steps=2,
+              ref_style_seconds=3.0,
               model_repeats=1, model_train_steps=1, model_candidates=("212d-8",))
 
 
@@ -442,7 +446,8 @@ def run_rhythm(ctx: Context) -> str:
     s = ctx.sizes
     real = s.rhythm_real if (ROOT / "data" / "real" / "real").is_dir() else 0
     return _script(ctx, "rhythm.py", ["--seconds", s.rhythm_seconds, "--tempi", s.rhythm_tempi,
-                                      "--real", real])
+                                      "--real", real, "--synth-tunes", s.rhythm_synth_tunes,
+                                      "--synth-dir", ctx.corpus])
 
 
 def run_reconstruction(ctx: Context) -> str:
@@ -522,6 +527,15 @@ def run_tensors(ctx: Context) -> str:
     s = ctx.sizes
     return _script(ctx, "tensors_speed.py", ["--dir", ctx.work / "tensors", "--clips",
                                              s.tensor_clips, "--seconds", s.tensor_seconds])
+
+
+def run_reference_style(ctx: Context) -> str:
+    s = ctx.sizes
+    return _script(ctx, "reference_style.py", [
+        "--data", ctx.corpus, "--split", "test", "--tunes", s.ref_style_tunes, "--seconds",
+        s.ref_style_seconds, "--judge-cache", ctx.work / "reference_style_judge.pkl",
+        "--run", "today=space=random,chroma=0", "--run", "classifier=space=classifier",
+        "--run", "both=space=both"])
 
 
 def run_reference_speed(ctx: Context) -> str:
@@ -631,7 +645,9 @@ SECTIONS = [
             "against the truth and against `librosa.beat.beat_track`, the beat confidence by "
             "kind of material, the rendered groove's kick and snare onsets against the "
             "input's beats, the beat F-measure of the output against the input (goal >= 0.8), "
-            "and the extra CPU per 30 s.", run_rhythm),
+            "the extra CPU per 30 s, and test tunes of the corpus converted with each rhythm "
+            "mode against the same tune rendered in the target genre (LSD, transfer).",
+            run_rhythm),
     Section("roundtrip_cli", "Reconstruction alone: the CLI round trip",
             "`genreshift roundtrip` with its defaults (the gain reconstruction: the input's own "
             "STFT at its own rate, no Griffin-Lim) on one test rendering, stage timings from "
@@ -663,6 +679,13 @@ SECTIONS = [
             "manifest with `build_tensors` (split random, so every clip is processed), then "
             "the rerun on the finished folder and MelWindows' read speed. Target: 1000 x 30 s "
             "in <= 3 minutes on 2 cores.", run_tensors),
+    Section("reference_style", "Reference mode: style spaces",
+            "`genreshift convert --like` with the style measured in random 1-D filters (the "
+            "method before issue 16), in the genre classifier's conv activations, and in both "
+            "(the default), each with its default content weights, on the same test clips and "
+            "references (a random other tune of the target genre). The style model is the "
+            "model folder's classifier, which is also the CNN judge here: read the feature "
+            "judge's column for independent transfer.", run_reference_style),
     Section("reference_speed", "Reference mode against the published Gram baseline",
             "`genreshift convert --like` (log-mel, random filters, L-BFGS) and the published "
             "approach, end to end on the same test rendering and reference; style loss in "

@@ -415,8 +415,6 @@ def _print_summary(summary: dict, say=print) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tqdm.auto import tqdm
-
     from genreshift.inference import pipeline
     from genreshift.inference.plot import check_plot_path, plot_conversion
 
@@ -443,13 +441,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
         reference.check_reference(args.like)
         label = "like-" + Path(args.like).stem
         kwargs = {k: getattr(args, k) for k in ("style_weight", "content_weight", "steps",
-                                                "optimizer") if getattr(args, k) is not None}
+                                                "optimizer", "style_space", "chroma_weight",
+                                                "style_model") if getattr(args, k) is not None}
+        if "style_model" in kwargs:
+            kwargs["style_model"] = Path(kwargs["style_model"])
         settings = reference.ReferenceSettings(Path(args.like), seed=args.seed,
                                                strength=args.strength, **kwargs)
     jobs, batch = _convert_jobs(args, label)
     quiet = args.quiet or args.json
     summaries, failed = [], []
-    for src, dst, plot in tqdm(jobs, desc="files", unit="file", disable=quiet or not batch):
+    items, write = jobs, print
+    if batch:  # tqdm only for a batch's bar (its import is ~0.1 s of a fresh conversion)
+        from tqdm.auto import tqdm
+
+        items, write = tqdm(jobs, desc="files", unit="file", disable=quiet), tqdm.write
+    for src, dst, plot in items:
         try:
             if plot is not None:
                 check_plot_path(plot, args.force)
@@ -473,7 +479,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         summaries.append(summary)
         _print_warnings(summary)
         if not quiet:
-            _print_summary(summary, tqdm.write if batch else print)
+            _print_summary(summary, write)
     if args.json:
         print(json.dumps(summaries[0] if not batch else
                          {"converted": summaries, "failed": failed}, indent=2, default=str))
@@ -536,7 +542,20 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("reference mode")
     g.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
     g.add_argument("--content-weight", type=float,
-                   help="weight of the content term (default 0.5; higher keeps more of the song)")
+                   help="weight of the content term on the style space's own features, frame "
+                        "by frame (default 0.5; 0 with --style-space classifier or both; "
+                        "higher keeps more of the song)")
+    g.add_argument("--chroma-weight", type=float,
+                   help="weight of the chroma + onset-envelope content term: harmony and "
+                        "timing kept (default 0; 0.05 with --style-space classifier or both)")
+    g.add_argument("--style-space", choices=["classifier", "both", "random"],
+                   help="where style is measured: the genre classifier's conv activations, "
+                        "those and random 1-D filters together, or the random filters alone "
+                        "(default random; both transfers more on synthetic music but keeps "
+                        "less of real songs, docs/DECISIONS.md)")
+    g.add_argument("--style-model", metavar="CLASSIFIER.pt",
+                   help="the classifier of --style-space classifier/both (default: "
+                        "classifier.pt of the model folder)")
     g.add_argument("--steps", type=int, help="optimisation steps (default 30)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
     _add_reconstruction_options(

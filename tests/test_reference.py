@@ -61,7 +61,7 @@ def style() -> torch.Tensor:
 
 
 def transfer(song: torch.Tensor, style: torch.Tensor, **kw):
-    kw = {"steps": 8, "feature_config": SMALL, **kw}
+    kw = {"steps": 8, "feature_config": SMALL, "style_space": "random", **kw}
     return reference.reference_transfer(song, style, **kw)
 
 
