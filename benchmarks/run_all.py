@@ -681,8 +681,8 @@ SECTIONS = [
             "in <= 3 minutes on 2 cores.", run_tensors),
     Section("reference_style", "Reference mode: style spaces",
             "`genreshift convert --like` with the style measured in random 1-D filters (the "
-            "method before issue 16), in the genre classifier's conv activations, and in both "
-            "(the default), each with its default content weights, on the same test clips and "
+            "method before issue 16 and still the default), in the genre classifier's conv "
+            "activations, and in both, each with its default content weights, on the same test clips and "
             "references (a random other tune of the target genre). The style model is the "
             "model folder's classifier, which is also the CNN judge here: read the feature "
             "judge's column for independent transfer.", run_reference_style),
