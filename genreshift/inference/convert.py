@@ -666,10 +666,13 @@ class TrainedMode:
         # add with a target without drums (classical) adds nothing: the song's own kit stays,
         # so the converter must change it too (measured: LSD to the truth 12.99 dB with only
         # the harmonic layer converted, 10.81 for the whole song; benchmarks/rhythm.py table 6)
-        silent = groove is not None and not np.any(groove)
-        if settings.rhythm == "add" and silent:
+        adds_nothing = settings.rhythm == "add" and groove is not None and not np.any(groove)
+        if adds_nothing:
             layer = "song"
-        return {"analysis": analysis, "layer": layer, "groove": groove, "silent": silent}
+        # Whether the converted whole song is separated again for the mix: not when
+        # apply_rhythm keeps it as it is (no clear beat, or nothing to add).
+        resplit = layer == "song" and analysis.has_clear_beat and not adds_nothing
+        return {"analysis": analysis, "layer": layer, "groove": groove, "resplit": resplit}
 
     def _rhythm_post(self, song: Song, stage: dict, info: dict, timings: Timings
                      ) -> Callable[[np.ndarray], np.ndarray]:
@@ -685,8 +688,7 @@ class TrainedMode:
             with timings("rhythm"):
                 if stage["layer"] == "harmonic":
                     layers = (out, analysis.percussive)
-                elif analysis.has_clear_beat and not (settings.rhythm == "add"
-                                                      and stage["silent"]):
+                elif stage["resplit"]:
                     layers = rhythm.separate(out, song.sr)
                 else:  # apply_rhythm keeps such a song as it is: nothing to separate
                     layers = (out, np.zeros_like(out))
