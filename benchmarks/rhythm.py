@@ -53,16 +53,12 @@ REAL_DIR = ROOT / "data" / "real" / "real"
 KICK_AND_SNARE = (35, 36, 37, 38, 39, 40)  # GM: kicks, rim, snares, clap
 
 
-def generated_song(genre: str, bpm: float, seconds: float, sr: int, seed: int,
-                   beats_per_bar: int = 4):
-    """(stereo mix, stereo drums, true beat times) of a random tune in ``genre``."""
-    from genreshift.data.arrangements import arrange
-    from genreshift.data.melodies import ChordSpan, LeadSheet, Note, Tune, TuneRef, meter_for
-    from genreshift.data.synth import render_stems, stem_loudness
+def loop_sheet(rng: np.random.Generator, meter, total: float, bpm: float, name: str,
+               harmony: str):
+    """A lead sheet of ``total`` quarter notes: a random melody (drawn from ``rng``) over a
+    four-chord loop, one chord per bar of ``meter``."""
+    from genreshift.data.melodies import ChordSpan, LeadSheet, Note, Tune, TuneRef
 
-    meter = meter_for(beats_per_bar, 4)
-    rng = np.random.default_rng(seed)
-    total = seconds * bpm / 60.0
     bars = int(np.ceil(total / meter.bar_ql))
     t, melody = 0.0, []
     while t < total:
@@ -71,9 +67,21 @@ def generated_song(genre: str, bpm: float, seconds: float, sr: int, seed: int,
         t += d
     loop = [(0, "maj"), (9, "min"), (5, "maj"), (7, "7")]
     chords = tuple(ChordSpan(b * meter.bar_ql, meter.bar_ql, *loop[b % 4]) for b in range(bars))
-    tune = Tune(TuneRef("bench"), "bench", meter, bars * meter.bar_ql, tuple(melody), chords, 0,
-                "major", "derived")
-    sheet = LeadSheet(tune, 0, 0, "major", float(bpm), total, tuple(melody), chords)
+    tune = Tune(TuneRef(name), name, meter, bars * meter.bar_ql, tuple(melody), chords, 0,
+                "major", harmony)
+    return LeadSheet(tune, 0, 0, "major", float(bpm), total, tuple(melody), chords)
+
+
+def generated_song(genre: str, bpm: float, seconds: float, sr: int, seed: int,
+                   beats_per_bar: int = 4):
+    """(stereo mix, stereo drums, true beat times) of a random tune in ``genre``."""
+    from genreshift.data.arrangements import arrange
+    from genreshift.data.melodies import meter_for
+    from genreshift.data.synth import render_stems, stem_loudness
+
+    rng = np.random.default_rng(seed)
+    sheet = loop_sheet(rng, meter_for(beats_per_bar, 4), seconds * bpm / 60.0, bpm, "bench",
+                       "derived")
     arr = arrange(sheet, genre, np.random.default_rng(seed + 1))
     stems = render_stems(arr, "/usr/share/sounds/sf2/FluidR3_GM.sf2", sr)
     gains = {tr.channel: tr.level_db - stem_loudness(stems.stems[tr.channel], sr)
@@ -108,22 +116,11 @@ def rubato(seconds: float, sr: int, seed: int, depth: float = 0.35) -> np.ndarra
     """A classical arrangement (no drums) on a timeline whose tempo jumps by up to +-depth
     every 0.75 s."""
     from genreshift.data.arrangements import arrange
-    from genreshift.data.melodies import ChordSpan, LeadSheet, Note, Tune, TuneRef, meter_for
+    from genreshift.data.melodies import meter_for
     from genreshift.data.synth import render_arrangement
 
     rng = np.random.default_rng(seed)
-    meter = meter_for(4, 4)
-    total = seconds * 1.4 * 80 / 60.0
-    bars = int(np.ceil(total / 4))
-    t, melody = 0.0, []
-    while t < total:
-        d = float(rng.choice([0.5, 1.0, 1.5, 2.0]))
-        melody.append(Note(t, d, int(rng.integers(62, 79))))
-        t += d
-    loop = [(0, "maj"), (9, "min"), (5, "maj"), (7, "7")]
-    chords = tuple(ChordSpan(b * 4.0, 4.0, *loop[b % 4]) for b in range(bars))
-    tune = Tune(TuneRef("b"), "b", meter, bars * 4.0, tuple(melody), chords, 0, "major", "x")
-    sheet = LeadSheet(tune, 0, 0, "major", 80.0, total, tuple(melody), chords)
+    sheet = loop_sheet(rng, meter_for(4, 4), seconds * 1.4 * 80 / 60.0, 80.0, "b", "x")
     arr = arrange(sheet, "classical", np.random.default_rng(seed + 1))
     seg = 0.75
     n = int(arr.duration / seg) + 2

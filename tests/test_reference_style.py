@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import music_like
+from test_reference import texture
 
 from genreshift import checkpoint, spectral
 from genreshift.errors import GenreshiftError
@@ -41,18 +42,6 @@ def tiny_classifier() -> GenreClassifier:
     torch.manual_seed(0)
     return GenreClassifier(ClassifierConfig(n_mels=CFG.n_mels, n_classes=3, channels=8,
                                             n_blocks=3, frames=32)).eval()
-
-
-def texture(seconds: float, seed: int = 1) -> np.ndarray:
-    """Another genre than music_like's plucked chords: a buzzy saw chord and fast noise ticks."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    out = sum(0.1 * (2 * ((t * f) % 1.0) - 1) for f in (65.4, 98.0, 130.8))
-    for start in np.arange(0.0, seconds, 0.125):
-        i = int(start * SR)
-        m = min(len(t) - i, int(0.03 * SR))
-        out[i:i + m] += rng.standard_normal(m) * 0.1 * np.exp(-np.arange(m) / (0.005 * SR))
-    return (out / np.abs(out).max() * 0.5).astype(np.float32)
 
 
 def chords(seconds: float, semitones: int = 0) -> np.ndarray:
