@@ -46,8 +46,8 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# Regenerates every table of BENCHMARKS.md (and benchmarks/results/) from scratch, about 45
-# minutes on 2 cores; needs the shipped models in checkpoints/.
+# Regenerates every table of BENCHMARKS.md (and benchmarks/results/) from scratch: hours on 2
+# cores (resumable: `benchmarks/run_all --work DIR --resume`); needs the shipped models.
 benchmarks: install
 	benchmarks/run_all
 
@@ -71,6 +71,9 @@ JOBS ?= 7
 # A directory of earlier converter runs (rest-GENRE/resume.pt) that new runs warm-start from:
 # fresh optimisers and schedule, the earlier weights (`train cyclegan --init-from`).
 CONVERTER_INIT ?=
+# Each exported converter's residual gain is chosen on the corpus's validation split
+# (`train calibrate`): 3 tunes x 9 other genres per target, first 10 s.
+CALIBRATE_OPTS ?= --tunes 3 --seconds 10 --jobs 2
 DATA ?= data
 RUNS ?= runs
 MODELS ?= checkpoints
@@ -98,6 +101,8 @@ default-models: install real-data
 	$(GS) train export $(RUNS)/classifier/classifier.pt $(MODELS)/classifier.pt --half --force; \
 	for g in $(GENRES); do \
 	  $(GS) train export $(RUNS)/rest-$$g/converter.pt $(MODELS)/rest-to-$$g.pt --half --force; done; \
+	$(GS) train calibrate $(MODELS) --data $(DATA)/synth $(CALIBRATE_OPTS) \
+	  --report $(RUNS)/calibration.json -q; \
 	ls -l $(MODELS)/*.pt $(MODELS)/*.onnx
 
 clean:

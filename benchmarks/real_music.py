@@ -41,8 +41,8 @@ def judge_runs(args: argparse.Namespace) -> list[str]:
                "--mode", mode, "--targets", args.targets, "--out", str(out)]
         if extra:
             cmd += ["--extra", extra]
-        if mode == "roundtrip":  # the same for every target: once per clip is the floor
-            cmd += ["--per-clip", "1"]
+        # the round trip is the same for every target: once per clip is the floor
+        cmd += ["--per-clip", "1" if mode == "roundtrip" else str(args.per_clip)]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
@@ -108,6 +108,9 @@ def main() -> int:
     ap.add_argument("--label", default="shipped")
     ap.add_argument("--modes", default="roundtrip,to,like")
     ap.add_argument("--targets", default="classical,jazz,rock,electronic,hiphop,lofi")
+    ap.add_argument("--per-clip", type=int, default=1,
+                    help="conversions per clip in modes to and like (real_eval.py's --per-clip: "
+                         "targets drawn from those the clip's family is not)")
     ap.add_argument("--clips", default=str(SHARED / "realmusic"))
     ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
     ap.add_argument("--work", default="/tmp/genreshift-real-music")
@@ -123,7 +126,7 @@ def main() -> int:
     elif args.modes:
         out += ["```", f".venv/bin/python benchmarks/real_music.py --models "
                 f"{os.path.relpath(args.models, ROOT)} --modes {args.modes} --targets "
-                f"{args.targets}", "```", "", *judge_runs(args), ""]
+                f"{args.targets} --per-clip {args.per_clip}", "```", "", *judge_runs(args), ""]
     if not args.no_detection:
         out += detection(args)
     print("\n".join(out))

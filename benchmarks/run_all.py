@@ -8,13 +8,22 @@ and the load average around it; the file is stamped with the commit and the date
 of the comparison (metric bars per method next to the reconstruction floor, confusion
 matrices) is written next to it.
 
-    benchmarks/run_all                      # everything, about 45 minutes on 2 cores
+    benchmarks/run_all                      # everything: hours on 2 cores (resumable)
     benchmarks/run_all --only evaluate      # (after a run) one section, into --work's copy
     benchmarks/run_all --quick --work /tmp/x --out /tmp/x/B.md    # a smoke run, minutes
 
 The scratch folder (--work, several GB: corpus, mel shards) is deleted at the end unless
 --keep. If a section fails, BENCHMARKS.md is left alone and the partial result goes to
 the scratch folder instead (which is then kept), with the failing command's log.
+
+Each finished section is saved in the scratch folder as it ends (sections/NAME.json: its
+Markdown, wall time, load, plots and reports). A run that was stopped (killed, a session's
+end, a failed section) goes on with `--work DIR --resume` and the same arguments: the saved
+sections are taken as they are and only the rest run. A run resumed at another commit, with
+other sizes or another corpus, is refused, so every number still belongs to one commit.
+
+    benchmarks/run_all --work /tmp/bench                  # stopped after a few sections
+    benchmarks/run_all --work /tmp/bench --resume         # runs the remaining ones
 
 Written by hand: no benchmark runner does "run these scripts, keep their Markdown, stamp it".
 """
@@ -25,6 +34,7 @@ import argparse
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -60,6 +70,7 @@ class Sizes:
     eval_tunes: int = 4  # test tunes per method in the comparison (x 54 genre pairs)
     heldout_tunes: int = 4  # test tunes rendered with the held-out SoundFont
     real_modes: str = "roundtrip,to,like"  # real_eval.py modes (../shared/judge)
+    real_per_clip: int = 1  # conversions per clip in modes to / like (20 clips)
     methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
@@ -364,6 +375,7 @@ def run_heldout_font(ctx: Context) -> str:
 def run_real_music(ctx: Context) -> str:
     s = ctx.sizes
     return _script(ctx, "real_music.py", ["--modes", s.real_modes, "--targets", s.targets,
+                                          "--per-clip", s.real_per_clip,
                                           "--work", ctx.work / "real_music"])
 
 
@@ -754,6 +766,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=None,
                     help="use this already rendered corpus (rendered with the default sizes) "
                          "instead of rendering it again")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --work: take the sections an earlier, stopped run of the same "
+                         "commit and arguments saved there, and run only the rest")
     ap.add_argument("--only", metavar="SECTION,...",
                     help="run only these sections (the corpus is rendered when a section "
                          "needs it)")
@@ -774,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--out {args.out}: folder {args.out.parent} does not exist")
     results = args.results or (ROOT / "benchmarks" / "results" if repo_file
                                else args.out.parent)
+    if args.resume and args.work is None:
+        ap.error("--resume needs --work: the scratch folder of the run to go on with")
     work = _prepare_work(args.work)
     sizes = QUICK if args.quick else Sizes()
     overrides = {}
@@ -807,13 +824,34 @@ def main(argv: list[str] | None = None) -> int:
     bodies: dict[str, str] = {}
     times: dict[str, tuple[float, float, float]] = {}
     failed: list[str] = []
+    # uncommitted changes count by their diff, so a resume never mixes two versions of them
+    changes = (hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()[:16] if dirty
+               else None)
+    signature = {"commit": commit, "changes": changes, "sizes": dataclasses.asdict(sizes),
+                 "corpus": str(args.corpus.resolve()) if args.corpus else None,
+                 "quick": args.quick}
+    saved = _saved_sections(work, signature) if args.resume else {}
+    resumed: list[str] = []
     print(f"run_all: {len(wanted)} sections, scratch folder {work}", flush=True)
     for sec in SECTIONS:
         if sec.name not in wanted:
             continue
         if failed and sec.name != "corpus" and "corpus" in failed:
             break
+        if sec.name in saved:
+            rec = saved[sec.name]
+            bodies[sec.name] = rec["body"]
+            times[sec.name] = tuple(rec["times"])
+            ctx.reports.update(rec["reports"])
+            ctx.pngs.extend(Path(p) for p in rec["pngs"])
+            started = min(started, dt.datetime.fromisoformat(rec["started"]))
+            resumed.append(sec.name)
+            print(f"[{time.strftime('%H:%M:%S')}] {sec.name}: saved by the earlier run, "
+                  "taken as it is", flush=True)
+            continue
         load0, t0 = os.getloadavg()[0], time.perf_counter()
+        reports0, pngs0 = set(ctx.reports), len(ctx.pngs)
+        sec_started = dt.datetime.now(dt.timezone.utc)
         print(f"[{time.strftime('%H:%M:%S')}] {sec.name} ...", flush=True)
         try:
             bodies[sec.name] = sec.run(ctx)
@@ -831,7 +869,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  FAILED: {e}", file=sys.stderr, flush=True)
         times[sec.name] = (time.perf_counter() - t0, load0, os.getloadavg()[0])
         print(f"  {times[sec.name][0]:.0f} s", flush=True)
-    total = time.perf_counter() - t_start
+        if sec.name not in failed:
+            _save_section(work, sec.name, signature, {
+                "started": sec_started.isoformat(), "body": bodies[sec.name],
+                "times": times[sec.name],
+                "reports": {k: v for k, v in ctx.reports.items() if k not in reports0},
+                "pngs": [str(p) for p in ctx.pngs[pngs0:]]})
+    # the sections' own wall times: a resumed run's file counts the earlier process's too
+    total = sum(w for w, _, _ in times.values()) if resumed else time.perf_counter() - t_start
 
     header = [
         "# genreshift benchmarks", "",
@@ -846,6 +891,9 @@ def main(argv: list[str] | None = None) -> int:
            + (f"; sizes changed with --set: {', '.join(args.set)}" if args.set else "")
            + (f"; corpus reused from {_rel(args.corpus)}" if args.corpus else "")]
           if args.only is not None or args.set or args.corpus else []),
+        *([f"- Resumed run: {', '.join(resumed)} measured by an earlier process of the same "
+           "run (same commit and sizes, `--resume`); the total is the sum of the sections' "
+           "wall times"] if resumed else []),
         f"- Machine: {_machine()}",
         f"- `$WORK` below: the run's scratch folder ({'kept' if args.keep else 'deleted at the end'})",
         "- Load average (1 min) before and after each section is given with it: on a shared "
@@ -886,6 +934,44 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _section_file(work: Path, name: str) -> Path:
+    return work / "sections" / f"{name}.json"
+
+
+def _save_section(work: Path, name: str, signature: dict, record: dict) -> None:
+    from genreshift.fsutil import atomic_write_text
+
+    path = _section_file(work, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"signature": signature, **record}, indent=1))
+
+
+def _saved_sections(work: Path, signature: dict) -> dict[str, dict]:
+    """The sections an earlier run of the same commit and arguments finished in `work`."""
+    folder = work / "sections"
+    saved: dict[str, dict] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"error: --resume: {path} is unreadable ({e}); delete it to "
+                             "measure that section again") from None
+        theirs, ours = rec.get("signature", {}), json.loads(json.dumps(signature))
+        what = [k for k in ours if theirs.get(k) != ours[k]]
+        if what:
+            shown = {"commit": "commit", "changes": "uncommitted changes", "sizes": "sizes",
+                     "corpus": "--corpus", "quick": "--quick"}
+            raise SystemExit(
+                f"error: --resume: section {path.stem} in {work} was measured with other "
+                f"{', '.join(shown[k] for k in what)} (it has commit {theirs.get('commit')}); "
+                "resume with the same commit and arguments, or start a new --work folder")
+        saved[path.stem] = rec
+    if not saved:
+        print(f"run_all: --resume: nothing saved in {work} yet; running every section",
+              flush=True)
+    return saved
 
 
 def _anchor(title: str) -> str:

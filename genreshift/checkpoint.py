@@ -11,6 +11,9 @@ Every file is a plain dict (tensors, strings, numbers, lists, dicts) loaded with
     mel_config      MelConfig as a dict: what the network's input means
     domains         converter: {"a": {"name", "genres"}, "b": {...}}; classifier: absent
     genres          classifier: class names in logit order; converter: absent
+    gain            converter, optional: {"ab": g, "ba": g}, the residual gain each generator's
+                    change is applied with (x + g (G(x) - x)); set on the validation split by
+                    `genreshift train calibrate`, 1 where absent
     provenance      dataset, steps, date, git commit, genreshift and torch versions, train time
     state_dict      converter: {"g_ab": ..., "g_ba": ...}; classifier: {"classifier": ...}
     resume          resume files only: everything else a run needs to continue exactly
@@ -397,6 +400,56 @@ def load_converter(path: str | Path, *, device: str | torch.device = "cpu") -> C
                      provenance=dict(ck.get("provenance", {})))
 
 
+MAX_GAIN = 8.0  # a calibrated residual gain beyond this is a damaged file or a wrong choice
+
+
+def check_gain(value: Any, where: str) -> float:
+    """A residual gain as a float, or a GenreshiftError naming ``where`` it came from."""
+    try:
+        g = float(value)
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not 0.0 < g <= MAX_GAIN:  # also refuses NaN
+        raise GenreshiftError(f"{where}: residual gain {value!r} is not a number in (0, "
+                              f"{MAX_GAIN:g}]; recalibrate the converter with `genreshift "
+                              "train calibrate` or re-export it from its run")
+    return g
+
+
+def converter_gains(header: Mapping, where: str) -> dict[str, float]:
+    """{"ab": g, "ba": g} of a converter's header (.pt or ONNX), 1.0 where none is stored."""
+    stored = header.get("gain") or {}
+    if not isinstance(stored, Mapping) or set(stored) - set(DIRECTIONS):
+        raise GenreshiftError(f"{where}: the converter's 'gain' entry {stored!r} is not a "
+                              "mapping of ab / ba to numbers; the file is damaged")
+    return {d: check_gain(stored[d], f"{where} ({d})") if d in stored else 1.0
+            for d in DIRECTIONS}
+
+
+def set_converter_gain(path: str | Path, gains: Mapping[str, float],
+                       calibration: Mapping | None = None) -> list[Path]:
+    """Store residual gains in the converter inference file ``path`` (the other direction
+    keeps its gain), with the measurements that chose them in ``provenance["calibration"]``,
+    and rewrite its ONNX graphs (they carry the gain and the .pt's digest). Returns the
+    files written."""
+    path = Path(path)
+    ck = read_checkpoint(path, kind="converter")
+    if ck["role"] != "inference":
+        raise GenreshiftError(f"{path} is a {ck['role']} file; calibrate an inference file "
+                              f"(`genreshift train export {path} OUT.pt`)")
+    merged = converter_gains(ck, str(path))
+    for d, g in gains.items():
+        if d not in DIRECTIONS:
+            raise GenreshiftError(f"{path}: no generator direction '{d}' (ab or ba)")
+        merged[d] = check_gain(g, f"{path} ({d})")
+    payload = {k: v for k, v in ck.items() if k not in ("magic", "format_version", "sha256")}
+    payload["gain"] = merged
+    if calibration is not None:
+        payload["provenance"] = {**ck.get("provenance", {}), "calibration": dict(calibration)}
+    write_checkpoint(path, payload)
+    return [path, *export_onnx(path)]
+
+
 def export_inference(src: str | Path, dst: str | Path, *, half: bool = False) -> Path:
     """Write the inference file of a trained model (converter or classifier) to ``dst``.
 
@@ -711,7 +764,7 @@ def read_onnx_header(path: str | Path, *, check_source: bool = True) -> dict:
 
     The keys are those of the .pt it came from (``format_version`` — of the ONNX contract —,
     ``kind``, ``role``, ``model_config``, ``mel_config``, ``domains`` or ``genres``,
-    ``provenance``, ``sha256`` — the .pt's content digest —), plus ``direction`` ("ab" / "ba",
+    ``provenance``, ``sha256`` — the .pt's content digest —, ``gain`` for converters), plus ``direction`` ("ab" / "ba",
     converters), ``source`` ({"file", "bytes", "sha256"} of the .pt file), ``graph_sha256`` and
     ``export`` (exporter, opset, versions). Only the metadata is read (the weights are skipped),
     but with ``check_source`` the .pt next to the file, where there is one, is hashed to refuse
@@ -880,6 +933,7 @@ def export_onnx(src_pt: str | Path, *, check: bool = True) -> list[Path]:
     if ck["kind"] == "converter":
         conv = load_converter(src)
         header["domains"] = {"a": conv.a.to_dict(), "b": conv.b.to_dict()}
+        header["gain"] = converter_gains(ck, str(src))
         directions = onnx_directions(header["domains"])
         if not directions:
             raise GenreshiftError(f"{src}: both domains are named '{REST}', so no generator "

@@ -619,7 +619,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = ev.evaluate(corpus, args.method, split=args.split, pairs=pairs,
                          models_dir=args.models, tunes=args.tunes, seconds=args.seconds,
                          steps=args.steps, seed=args.seed, jobs=args.jobs,
-                         progress=not (args.quiet or args.json))
+                         progress=not (args.quiet or args.json), gain=args.gain)
     atomic_write_text(out, json.dumps(report, indent=1))
     if args.plot:
         from genreshift.inference.plot import plot_evaluation
@@ -666,6 +666,9 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, metavar="N",
                    help="optimisation steps of reference / gram-baseline (default: each's own)")
     p.add_argument("--seed", type=int, default=0, help="seed of reference choice and features")
+    p.add_argument("--gain", type=float, metavar="G",
+                   help="trained: apply every converter's change with residual gain G instead "
+                        "of the calibrated one stored in its file")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
                    help="worker processes of one torch thread each (default 1); the results "
                         "do not depend on it")

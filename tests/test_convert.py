@@ -152,6 +152,55 @@ def test_strength_zero_is_the_roundtrip(models: Path, songs: Path, tmp_path: Pat
     assert np.abs(sf.read(tmp_path / "full.wav")[0] - rt).mean() > 1e-3
 
 
+def test_a_calibrated_gain_scales_the_converters_change(models: Path, songs: Path,
+                                                        tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "models"
+    shutil.copytree(models, d)
+    ckpt.export_onnx(d / "rest-to-jazz.pt")  # both runs below on onnxruntime
+    args = ["convert", songs / "mono.flac", "--to", "jazz", "--from", "rock", "--models", d,
+            "--rhythm", "keep", "--json", "--force"]
+    r = run_cli(*args, "--strength", "0.5", "-o", tmp_path / "half.wav")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["targets"][0]["gain"] == 1.0
+    written = ckpt.set_converter_gain(d / "rest-to-jazz.pt", {"ab": 2.0},
+                                      {"why": "a test"})
+    assert {p.name for p in written} == {"rest-to-jazz.pt", "rest-to-jazz.ab.onnx"}
+    assert ckpt.read_onnx_header(d / "rest-to-jazz.ab.onnx")["gain"] == {"ab": 2.0, "ba": 1.0}
+    assert ckpt.read_checkpoint(d / "rest-to-jazz.pt")["provenance"]["calibration"] == {
+        "why": "a test"}
+    # strength 0.25 of a change applied twice is strength 0.5 of the change applied once
+    r = run_cli(*args, "--strength", "0.25", "-o", tmp_path / "quarter.wav")
+    assert r.returncode == 0, r.stderr
+    target = json.loads(r.stdout)["targets"][0]
+    assert target["gain"] == 2.0 and target["runtime"] == "onnxruntime"
+    half, quarter = sf.read(tmp_path / "half.wav")[0], sf.read(tmp_path / "quarter.wav")[0]
+    np.testing.assert_allclose(quarter, half, atol=1e-6)
+    for bad in (-1.0, float("nan"), 100.0):
+        with pytest.raises(GenreshiftError, match="residual gain"):
+            ckpt.set_converter_gain(d / "rest-to-jazz.pt", {"ab": bad})
+    with pytest.raises(GenreshiftError, match="no generator direction"):
+        ckpt.set_converter_gain(d / "rest-to-jazz.pt", {"up": 2.0})
+
+
+def test_the_calibration_rule() -> None:
+    from genreshift.train.calibrate import Candidate, choose_gain
+
+    def cand(gain: float, judge: float, chroma: float = 0.95) -> Candidate:
+        return Candidate(gain, 18, judge, 0.5, 11.0, chroma, 0.95)
+
+    # the smallest gain within 5 points of the best transfer
+    chosen, why = choose_gain([cand(1, 0.3), cand(2, 0.78), cand(2.5, 0.8), cand(3, 0.81)])
+    assert chosen.gain == 2 and "smallest gain" in why
+    # a gain that loses the song is never chosen, however far it moves the judge
+    chosen, why = choose_gain([cand(1, 0.3), cand(2, 0.6), cand(3, 0.95, chroma=0.8)])
+    assert chosen.gain == 2 and "3 lost too much" in why
+    # nothing but the trained converter keeps the song: gain 1
+    chosen, _ = choose_gain([cand(1, 0.3, chroma=0.85), cand(2, 0.9, chroma=0.7)])
+    assert chosen.gain == 1
+
+
 def test_every_output_format_reads_back(models: Path, songs: Path, tmp_path: Path) -> None:
     # one batch run: two inputs, four formats would be four runs; use --format per run of two
     for fmt, depth in (("flac", "24"), ("ogg", None), ("mp3", None), ("wav", "float")):

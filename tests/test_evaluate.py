@@ -171,3 +171,32 @@ def test_evaluate_jobs_give_the_same_report(corpus: Path, tiny_models: Path,
     for a, b in zip(one["rows"], two["rows"]):
         for key in ("lsd_db", "chroma", "cnn_p", "judge_p"):
             assert a[key] == pytest.approx(b[key], abs=1e-4), key
+
+
+def test_calibrate_stores_the_chosen_gain(corpus: Path, tiny_models: Path,
+                                          tmp_path: Path) -> None:
+    import shutil
+
+    from genreshift import checkpoint
+
+    d = tmp_path / "models"
+    shutil.copytree(tiny_models, d)
+    report = tmp_path / "cal.json"
+    r = run_cli("train", "calibrate", d, "--data", corpus, "--split", "train", "--tunes", "1",
+                "--seconds", "2", "--gains", "1,2", "--report", report)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(report.read_text())
+    assert rep["gains"] == [1.0, 2.0] and len(rep["converters"]) == 2  # to jazz, to rock
+    for c in rep["converters"]:
+        assert [x["gain"] for x in c["candidates"]] == [1.0, 2.0]
+        assert c["candidates"][0]["clips"] == 1  # one tune, from the other genre
+        stored = checkpoint.read_onnx_header(checkpoint.onnx_path(c["file"], "ab"))
+        assert stored["gain"]["ab"] == c["gain"]
+        cal = checkpoint.read_checkpoint(c["file"])["provenance"]["calibration"]
+        assert cal["gain"] == c["gain"] and cal["split"] == "train"
+    assert "(chosen)" in r.stdout
+    # the test split is what calibrated models are measured on: refused
+    r = run_cli("train", "calibrate", d, "--data", corpus, "--split", "test")
+    assert r.returncode == 1 and "validation split" in r.stderr
+    r = run_cli("train", "calibrate", d, "--data", corpus, "--gains", "1,x")
+    assert r.returncode == 1 and "--gains" in r.stderr

@@ -59,3 +59,34 @@ def test_refusals(tmp_path: Path) -> None:
     r = run_all("--work", tmp_path / "someone", "--out", tmp_path / "B.md")
     assert r.returncode == 1 and "not made by run_all" in r.stderr
     assert (tmp_path / "someone" / "file").is_file()
+
+
+def test_a_stopped_run_resumes_with_its_saved_sections(tmp_path: Path) -> None:
+    if not (Path("/usr/share/sounds/sf2") / "FluidR3_GM.sf2").is_file():
+        pytest.skip("GM SoundFonts not installed (the Makefile installs them)")
+    work, out = tmp_path / "work", tmp_path / "B.md"
+    # a run that got as far as its corpus: the section is saved as it ends
+    r = run_all("--quick", "--only", "corpus", "--work", work, "--keep", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = json.loads((work / "sections" / "corpus.json").read_text())
+    assert "real-time factor" in saved["body"]
+    # going on: the corpus is taken as it is (not rendered again), the rest runs
+    (work / "synth" / "marker").write_text("kept")
+    r = run_all("--quick", "--only", "corpus,window_seams", "--work", work, "--keep",
+                "--resume", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "corpus: saved by the earlier run" in r.stdout
+    assert (work / "synth" / "marker").read_text() == "kept"
+    text = out.read_text()
+    assert "Resumed run: corpus measured by an earlier process" in text
+    assert saved["body"].replace(str(work), "$WORK") in text
+    assert "## Trained mode: windowed against one-piece output" in text
+    assert (work / "sections" / "window_seams.json").is_file()
+    # other sizes would mix two measurements in one file: refused, nothing written
+    out.unlink()
+    r = run_all("--quick", "--set", "seams_every=2", "--only", "window_seams", "--work", work,
+                "--resume", "--out", out)
+    assert r.returncode == 1 and "measured with other sizes" in r.stderr
+    assert not out.exists()
+    r = run_all("--resume", "--out", out)
+    assert r.returncode == 2 and "--resume needs --work" in r.stderr

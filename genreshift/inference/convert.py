@@ -14,10 +14,13 @@ Converting a song:
 3. the generator runs over windows of the mid's log-mel (chunking.apply_windowed), and the
    targets are blended in the log-mel domain:
 
-       out = x + strength * sum_i w_i * (G_i(x) - x),     sum_i w_i = 1
+       out = x + strength * sum_i w_i * g_i * (G_i(x) - x),     sum_i w_i = 1
 
    so strength 0 gives the input back (reconstructed), strength 1 with one target is the full
-   conversion, and ``jazz:0.6,rock:0.4`` mixes the two conversions' changes;
+   conversion, and ``jazz:0.6,rock:0.4`` mixes the two conversions' changes. g_i is the
+   converter's calibrated residual gain (1 unless `genreshift train calibrate` stored one: a
+   residual generator trained to keep content learns the direction of the change better than
+   its size, and the gain is chosen on the validation split);
 4. the pipeline gives the change the mid received to every channel (the stereo image is
    kept) and reconstructs from the input's own STFT (pipeline.run).
 
@@ -157,10 +160,15 @@ class ModelInfo:
     mel_config: MelConfig = MelConfig()
     model_config: GeneratorConfig | None = None
     onnx: tuple[tuple[str, Path], ...] = ()  # (direction, file) of current ONNX exports
+    gains: tuple[tuple[str, float], ...] = (("ab", 1.0), ("ba", 1.0))  # `train calibrate`
 
     @property
     def stride(self) -> int:
         return self.model_config.stride if self.model_config is not None else 1
+
+    def gain(self, direction: str) -> float:
+        """The residual gain of one generator: its change is applied as g (G(x) - x)."""
+        return dict(self.gains).get(direction, 1.0)
 
     def onnx_file(self, direction: str) -> Path | None:
         return dict(self.onnx).get(direction)
@@ -205,7 +213,7 @@ class ModelSet:
 
 
 def _model_info(path: Path, ck: dict, onnx: tuple[tuple[str, Path], ...] = ()) -> ModelInfo:
-    from genreshift.checkpoint import Domain
+    from genreshift.checkpoint import Domain, converter_gains
 
     try:
         a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
@@ -217,7 +225,8 @@ def _model_info(path: Path, ck: dict, onnx: tuple[tuple[str, Path], ...] = ()) -
     steps = ck.get("provenance", {}).get("steps")
     return ModelInfo(path=path, a_name=a.name, a_genres=a.genres, b_name=b.name,
                      b_genres=b.genres, steps=int(steps) if steps is not None else None,
-                     mel_config=mel, model_config=model, onnx=onnx)
+                     mel_config=mel, model_config=model, onnx=onnx,
+                     gains=tuple(converter_gains(ck, str(path)).items()))
 
 
 def onnx_exports(pt: Path) -> tuple[dict, tuple[tuple[str, Path], ...]] | None:
@@ -607,7 +616,9 @@ class TrainedMode:
                     raise GenreshiftError(
                         f"{info.path} analyses audio differently from {first.path} (mel "
                         "settings); blend converters trained on the same settings")
-                gens.append((cache.generator(info, direction), target.weight))
+                # the calibrated residual gain scales this converter's change (blend weight)
+                gens.append((cache.generator(info, direction),
+                             target.weight * info.gain(direction)))
         with timings("mel"):
             mid = conv_song.mid(mel_config)
         with timings("generator"):
@@ -630,7 +641,7 @@ class TrainedMode:
             "targets": [{"genre": tg.genre, "weight": round(tg.weight, 4),
                          "model": str(m.path),
                          "direction": f"{m.a_name}->{m.b_name}" if d == "ab"
-                         else f"{m.b_name}->{m.a_name}",
+                         else f"{m.b_name}->{m.a_name}", "gain": m.gain(d),
                          "runtime": "onnxruntime" if m.onnx_file(d) is not None
                          and self.device == "cpu" else "torch"} for tg, m, d in plan],
             "strength": settings.strength,

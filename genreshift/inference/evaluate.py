@@ -248,6 +248,7 @@ class _Plan:
     judge: FeatureJudge
     means: dict[str, torch.Tensor] | None
     threads: int | None = None
+    gain: float | None = None  # trained: every converter's residual gain (None: its own)
 
 
 def _mel(audio: np.ndarray, sr: int, cfg: MelConfig) -> torch.Tensor:
@@ -321,8 +322,9 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
                     mel = eq_mel(torch.from_numpy(mid), plan.means[target]).numpy()
                 elif method == "trained":
                     info, direction = tconv.choose_converter(models, target, source)
+                    gain = info.gain(direction) if plan.gain is None else plan.gain
                     mel = tconv.convert_mel(mid[None],
-                                            [(cache.generator(info, direction), 1.0)],
+                                            [(cache.generator(info, direction), gain)],
                                             stride=info.stride)[0]
                 else:
                     # a random other tune in the target genre, from any split (never the
@@ -381,10 +383,14 @@ def evaluate(
     judge: FeatureJudge | None = None,
     jobs: int = 1,
     progress: bool = False,
+    gain: float | None = None,
 ) -> dict:
     """Run ``method`` on every (source, target) pair of ``split`` and measure it next to the
     reconstruction floor (the input analysed and reconstructed unchanged). Returns the report:
     per pair and overall summaries, every row, the confusion counts of both judges.
+
+    ``gain`` (trained only) applies every converter's change with this residual gain instead
+    of the one stored in its file (`train calibrate` measures candidates this way).
 
     ``jobs`` > 1 evaluates tunes in that many worker processes of one torch thread each (the
     results do not depend on it: each tune draws its references from its own seeded RNG)."""
@@ -394,6 +400,12 @@ def evaluate(
         raise GenreshiftError(f"unknown method '{method}'; choose {', '.join(METHODS)}")
     if jobs < 1:
         raise GenreshiftError(f"--jobs {jobs}: use 1 or more processes")
+    if gain is not None:
+        from genreshift.checkpoint import check_gain
+
+        if method != "trained":
+            raise GenreshiftError(f"--gain applies to the trained method, not {method}")
+        gain = check_gain(gain, "--gain")
     genres = corpus.genres()
     pairs = list(pairs) if pairs is not None else parse_pairs(None, genres)
     models = tconv.scan_models(models_dir)
@@ -425,7 +437,7 @@ def evaluate(
                                   "train split to take the EQ target from")
     plan = _Plan(corpus, method, pairs, models, seconds, steps, seed,
                  judge or fit_feature_judge(corpus, seconds=seconds, progress=progress), means,
-                 threads=1 if jobs > 1 else None)
+                 threads=1 if jobs > 1 else None, gain=gain)
     bar = tqdm(total=sum(clips.values()), desc=method, unit="clip", disable=not progress)
     results: dict[str, tuple[list, list]] = {}
     if jobs == 1:
@@ -458,7 +470,7 @@ def evaluate(
                          for lab in labels} for t in sorted({r["target"] for r in rows})}
                  for k in ("cnn", "judge")}
     return {"method": method, "split": split, "tunes": len(work), "seconds": seconds,
-            "steps": steps, "seed": seed,
+            "steps": steps, "seed": seed, "gain": gain,
             "overall": {"method": _summarise(rows), "floor": _summarise(floor)},
             "per_pair": per_pair, "confusion": confusion, "rows": rows}
 

@@ -134,6 +134,35 @@ def cmd_train_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from genreshift.errors import GenreshiftError
+    from genreshift.fsutil import atomic_write_text
+    from genreshift.train.calibrate import calibrate, format_report
+
+    try:
+        gains = [float(g) for g in args.gains.split(",") if g.strip()]
+    except ValueError:
+        raise GenreshiftError(f"--gains {args.gains}: give numbers separated by commas, e.g. "
+                              "1,1.5,2") from None
+    if args.seconds is not None and args.seconds < 1:
+        raise GenreshiftError(f"--seconds {args.seconds}: measure at least 1 s per clip")
+    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+        raise GenreshiftError(f"--report {args.report}: its folder does not exist")
+    report = calibrate(args.models, args.data, gains=gains, split=args.split, tunes=args.tunes,
+                       seconds=args.seconds, jobs=args.jobs, write=not args.dry_run,
+                       progress=not args.quiet)
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=1))
+    if not args.quiet:
+        print(format_report(report))
+        print("(dry run: nothing written)" if args.dry_run else
+              f"wrote the gains into {len(report['converters'])} converter file(s) and their "
+              "ONNX graphs")
+    return 0
+
+
 def _print_written(path: os.PathLike, note: str = "") -> None:
     size = os.stat(path).st_size / 2**20
     kind = ", ONNX float32" if str(path).endswith(".onnx") else ""
@@ -210,5 +239,43 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
                         "e.g. `genreshift train export --onnx-only checkpoints/*.pt`")
     p.set_defaults(func=cmd_train_export)
 
+    from genreshift.train.calibrate import (
+        CONTENT_CHROMA,
+        CONTENT_ONSET,
+        DEFAULT_GAINS,
+        TOLERANCE,
+    )
 
-__all__ = ["add_train_parsers", "cmd_train_classifier", "cmd_train_cyclegan", "cmd_train_export"]
+    p = train_sub.add_parser(
+        "calibrate", help="choose each converter's residual gain on the validation split and "
+                          "store it in its file",
+        description="Convert the validation split of a paired corpus (`genreshift data "
+                    "synth`) with each converter of MODELS at several residual gains (the "
+                    "change G(x) - x applied g times), and store in each converter file (and "
+                    "its ONNX graphs) the smallest gain whose transfer, by the independent "
+                    f"feature judge, is within {TOLERANCE:.0%} of the best among the gains that "
+                    f"keep the song (chroma >= {CONTENT_CHROMA}, onset F >= {CONTENT_ONSET}). "
+                    "Convert, evaluate and the web page then apply it; --strength 1 is the "
+                    "calibrated conversion.")
+    p.add_argument("models", metavar="MODELS", help="the model folder (converters and the "
+                   "classifier, e.g. checkpoints)")
+    p.add_argument("--data", required=True, metavar="SYNTHDIR", help="the paired corpus")
+    p.add_argument("--split", default="valid",
+                   help="the split to measure on (default valid; test is refused)")
+    p.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS),
+                   metavar="G1,G2,...", help="candidate gains (default %(default)s; 1 is "
+                                             "always measured)")
+    p.add_argument("--tunes", type=int, metavar="N", help="at most N tunes of the split")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="the first S seconds of each clip (default: all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes of one thread each (default 1)")
+    p.add_argument("--report", metavar="REPORT.json", help="also write the measurements")
+    p.add_argument("--dry-run", action="store_true",
+                   help="measure and print the choice, write no model file")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_train_calibrate)
+
+
+__all__ = ["add_train_parsers", "cmd_train_calibrate", "cmd_train_classifier",
+           "cmd_train_cyclegan", "cmd_train_export"]
