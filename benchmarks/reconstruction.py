@@ -86,7 +86,8 @@ def main() -> None:
         described.append(f"{clip.name} ({sr} Hz, {audio.shape[0]} ch)")
         song = Song(clip, audio, sr)
         mid = song.mid(cfg)
-        converted = tconv.convert_mel(mid[None], [(gen, 1.0)], stride=info.stride)[0]
+        converted = tconv.convert_mel(mid[None], [(gen, info.gain(direction))],
+                                      stride=info.stride)[0]  # as convert does
         share_in = band_energy_share(audio, sr)
         for method, iters in METHODS:
             recon = ReconstructionConfig(method=method, n_iter=iters)

@@ -43,12 +43,13 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for genre in sorted(models.targets()):
         info, direction = tconv.choose_converter(models, genre, None)
-        gen = cache.generator(info, direction)
+        # the conversion as convert runs it: the change times the converter's calibrated gain
+        gens = [(cache.generator(info, direction), info.gain(direction))]
         vals = []
         for audio, rate in clips:
             mel = Song(Path(), audio, rate).mid(info.mel_config)[None]
-            windowed = tconv.convert_mel(mel, [(gen, 1.0)], stride=info.stride)
-            whole = gen(mel)
+            windowed = tconv.convert_mel(mel, gens, stride=info.stride)
+            whole = tconv.blend_fn(gens, 1.0)(mel)
             vals.append(float(np.abs(windowed - whole)[..., 64:-64].mean()))
         print(f"| {info.path.name} | {len(vals)} | {min(vals):.3f} | {np.mean(vals):.3f} "
               f"| {max(vals):.3f} |")

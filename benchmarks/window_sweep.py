@@ -47,11 +47,12 @@ def sweep_source(args: tuple) -> dict[str, list[tuple[bool, float]]]:
             if target == source or target not in by_genre:
                 continue
             info, direction = tconv.choose_converter(models, target, source)
-            gen, k = cache.generator(info, direction), clf.genres.index(target)
+            # the converter's change times its calibrated gain, as convert applies it
+            gens = [(cache.generator(info, direction), info.gain(direction))]
+            k = clf.genres.index(target)
             for w in SWEEP:
-                m = (gen(mid) if w is None else tconv.convert_mel(
-                    mid, [(gen, 1.0)], stride=info.stride, window=w,
-                    overlap=tconv.overlap_for(w)))
+                m = (tconv.blend_fn(gens, 1.0)(mid) if w is None else tconv.convert_mel(
+                    mid, gens, stride=info.stride, window=w, overlap=tconv.overlap_for(w)))
                 probs = clf.classify_clip(m[0])
                 out[str(w or "whole")].append((int(probs.argmax()) == k, float(probs[k])))
     return dict(out)

@@ -584,7 +584,8 @@ def cmd_genres(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         steps = f", {r['steps']} steps" if r["steps"] is not None else ""
-        print(f"{r['genre']:<12} from {r['from']:<10} {r['model']}{steps}")
+        gain = f", gain {r['gain']:g}" if r["gain"] != 1.0 else ""
+        print(f"{r['genre']:<12} from {r['from']:<10} {r['model']}{steps}{gain}")
     if models.classifier:
         print(f"source detection: {models.classifier} "
               f"({', '.join(models.classifier_genres)})")

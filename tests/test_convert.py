@@ -177,6 +177,9 @@ def test_a_calibrated_gain_scales_the_converters_change(models: Path, songs: Pat
     assert target["gain"] == 2.0 and target["runtime"] == "onnxruntime"
     half, quarter = sf.read(tmp_path / "half.wav")[0], sf.read(tmp_path / "quarter.wav")[0]
     np.testing.assert_allclose(quarter, half, atol=1e-6)
+    r = run_cli("genres", "--models", d, "--json")
+    gains = {t["genre"]: t["gain"] for t in json.loads(r.stdout)["targets"]}
+    assert gains == {"jazz": 2.0, "rock": 1.0}
     for bad in (-1.0, float("nan"), 100.0):
         with pytest.raises(GenreshiftError, match="residual gain"):
             ckpt.set_converter_gain(d / "rest-to-jazz.pt", {"ab": bad})

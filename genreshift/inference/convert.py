@@ -791,12 +791,14 @@ def target_label(targets: Sequence[Target]) -> str:
 
 
 def describe_models(models: ModelSet) -> list[dict]:
-    """Rows for `genreshift genres`: target genre, checkpoint, trained direction, steps."""
+    """Rows for `genreshift genres`: target genre, checkpoint, trained direction, steps and
+    the calibrated residual gain of the generator that produces the genre."""
     rows = []
     for genre, infos in models.targets().items():
         for m in infos:
-            src = m.a_name if genre in m.b_genres and m.b_name != REST else m.b_name
+            to_b = genre in m.b_genres and m.b_name != REST
+            src = m.a_name if to_b else m.b_name
             rows.append({"genre": genre, "model": str(m.path), "from": src,
-                         "steps": m.steps})
+                         "steps": m.steps, "gain": m.gain("ab" if to_b else "ba")})
     return rows
 
