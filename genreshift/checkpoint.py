@@ -371,23 +371,29 @@ def save_converter(path: str | Path, *, g_ab: nn.Module, g_ba: nn.Module,
     return write_checkpoint(path, payload)
 
 
+def _read_parts(path: Path, kind: str, pick: Any) -> tuple[dict, Any]:
+    """The checkpoint of ``kind`` at ``path`` and ``pick(checkpoint)`` (its configs, names and
+    weights); a missing entry or a bad config is an error naming the file."""
+    ck = read_checkpoint(path, kind=kind)
+    try:
+        return ck, pick(ck)
+    except (KeyError, TypeError) as e:
+        raise GenreshiftError(f"{path}: {kind} checkpoint lacks {e}; the file is "
+                              "damaged") from None
+    except GenreshiftError as e:
+        raise GenreshiftError(f"{path}: {e}") from None
+
+
 def load_converter(path: str | Path, *, device: str | torch.device = "cpu") -> Converter:
     """Read a converter (inference or resume) file and return its generators in eval mode."""
     from genreshift.models.generator import Generator
     from genreshift.spectral import MelConfig
 
     path = Path(path)
-    ck = read_checkpoint(path, kind="converter")
-    try:
-        config = GeneratorConfig.stored(ck["model_config"])
-        mel = MelConfig.from_dict(ck["mel_config"])
-        a, b = Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"])
-        states = ck["state_dict"]["g_ab"], ck["state_dict"]["g_ba"]
-    except (KeyError, TypeError) as e:
-        raise GenreshiftError(f"{path}: converter checkpoint lacks {e}; the file is "
-                              "damaged") from None
-    except GenreshiftError as e:
-        raise GenreshiftError(f"{path}: {e}") from None
+    ck, (config, mel, a, b, states) = _read_parts(path, "converter", lambda ck: (
+        GeneratorConfig.stored(ck["model_config"]), MelConfig.from_dict(ck["mel_config"]),
+        Domain.from_dict(ck["domains"]["a"]), Domain.from_dict(ck["domains"]["b"]),
+        (ck["state_dict"]["g_ab"], ck["state_dict"]["g_ba"])))
     if config.n_mels != mel.n_mels:
         raise GenreshiftError(f"{path}: generator expects {config.n_mels} mel bands but the "
                               f"mel config has {mel.n_mels}; the file is inconsistent")
@@ -516,17 +522,9 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     from genreshift.spectral import MelConfig
 
     path = Path(path)
-    ck = read_checkpoint(path, kind="classifier")
-    try:
-        config = ClassifierConfig.from_dict(ck["model_config"])
-        mel = MelConfig.from_dict(ck["mel_config"])
-        genres = [str(g) for g in ck["genres"]]
-        state = ck["state_dict"]["classifier"]
-    except (KeyError, TypeError) as e:
-        raise GenreshiftError(f"{path}: classifier checkpoint lacks {e}; the file is "
-                              "damaged") from None
-    except GenreshiftError as e:
-        raise GenreshiftError(f"{path}: {e}") from None
+    ck, (config, mel, genres, state) = _read_parts(path, "classifier", lambda ck: (
+        ClassifierConfig.from_dict(ck["model_config"]), MelConfig.from_dict(ck["mel_config"]),
+        [str(g) for g in ck["genres"]], ck["state_dict"]["classifier"]))
     if len(genres) != config.n_classes or config.n_mels != mel.n_mels:
         raise GenreshiftError(f"{path}: {len(genres)} genre names for {config.n_classes} "
                               f"classes, or {config.n_mels} vs {mel.n_mels} mel bands; the file "

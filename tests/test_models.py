@@ -312,6 +312,21 @@ def test_refuses_unknown_config_keys(tmp_path: Path) -> None:
         ckpt.load_converter(path)
 
 
+def test_refuses_files_that_lack_an_entry(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    save_tiny_converter(path)
+    _rewrite(path, lambda d: d["domains"].pop("b"), fix_digest=True)
+    with pytest.raises(GenreshiftError, match=rf"{path}: converter checkpoint lacks 'b'"):
+        ckpt.load_converter(path)
+    cfg = ClassifierConfig(n_mels=N_MELS, n_classes=3, channels=4, n_blocks=2, frames=16)
+    ckpt.save_classifier(path, model=GenreClassifier(cfg), config=cfg,
+                         mel_config=MelConfig(n_mels=N_MELS), genres=["blues", "jazz", "rock"],
+                         provenance=ckpt.provenance("test", steps=1))
+    _rewrite(path, lambda d: d.pop("genres"), fix_digest=True)
+    with pytest.raises(GenreshiftError, match="classifier checkpoint lacks 'genres'.*damaged"):
+        ckpt.load_classifier(path)
+
+
 def test_refuses_inconsistent_mel_config(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
     save_tiny_converter(path)
