@@ -66,8 +66,8 @@ def choose_gain(candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
     best = max(c.judge_hit for c in kept)
     chosen = min((c for c in kept if c.judge_hit >= best - TOLERANCE), key=lambda c: c.gain)
     dropped = sorted(c.gain for c in candidates if c not in kept)
-    why = (f"smallest gain within {TOLERANCE:.0%} of the best feature-judge transfer "
-           f"({best:.0%}) among the gains that keep the song (chroma >= {CONTENT_CHROMA}, "
+    why = (f"smallest gain within {TOLERANCE * 100:.0f} points of the best feature-judge "
+           f"transfer ({best:.0%}) among the gains that keep the song (chroma >= {CONTENT_CHROMA}, "
            f"onset F >= {CONTENT_ONSET})")
     if dropped:
         why += f"; {', '.join(f'{g:g}' for g in dropped)} lost too much of it"

@@ -148,6 +148,9 @@ def cmd_train_calibrate(args: argparse.Namespace) -> int:
                               "1,1.5,2") from None
     if args.seconds is not None and args.seconds < 1:
         raise GenreshiftError(f"--seconds {args.seconds}: measure at least 1 s per clip")
+    if not os.path.isdir(args.models):
+        raise GenreshiftError(f"{args.models}: no such folder; give the model folder whose "
+                              "converters to calibrate (e.g. checkpoints)")
     if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
         raise GenreshiftError(f"--report {args.report}: its folder does not exist")
     report = calibrate(args.models, args.data, gains=gains, split=args.split, tunes=args.tunes,
@@ -253,8 +256,9 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
                     "synth`) with each converter of MODELS at several residual gains (the "
                     "change G(x) - x applied g times), and store in each converter file (and "
                     "its ONNX graphs) the smallest gain whose transfer, by the independent "
-                    f"feature judge, is within {TOLERANCE:.0%} of the best among the gains that "
-                    f"keep the song (chroma >= {CONTENT_CHROMA}, onset F >= {CONTENT_ONSET}). "
+                    f"feature judge, is within {TOLERANCE * 100:.0f} points of the best among "
+                    "the gains that keep the song (chroma >= "
+                    f"{CONTENT_CHROMA}, onset F >= {CONTENT_ONSET}). "
                     "Convert, evaluate and the web page then apply it; --strength 1 is the "
                     "calibrated conversion.")
     p.add_argument("models", metavar="MODELS", help="the model folder (converters and the "
