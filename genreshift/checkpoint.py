@@ -766,8 +766,8 @@ def read_onnx_header(path: str | Path, *, check_source: bool = True) -> dict:
     ``direction`` ("ab" / "ba", converters), ``source`` ({"file", "bytes", "sha256"} of the
     .pt file), ``graph_sha256`` and ``export`` (exporter, opset, versions). Only the metadata
     is read (the weights are skipped), but with ``check_source`` the .pt next to the file,
-    where there is one, is hashed to refuse a stale graph. Raises a GenreshiftError naming the file and the fix for a missing, corrupt,
-    foreign, newer, misnamed or stale file.
+    where there is one, is hashed to refuse a stale graph. Raises a GenreshiftError naming
+    the file and the fix for a missing, corrupt, foreign, newer, misnamed or stale file.
     """
     path = Path(path)
     try:
