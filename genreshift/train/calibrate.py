@@ -75,10 +75,13 @@ def choose_gain(candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
 
 
 def _summary(rows: list[dict], gain: float) -> Candidate:
-    n = len(rows)
-    mean = {k: sum(float(r[k]) for r in rows) / n
-            for k in ("judge_hit", "cnn_hit", "lsd_db", "chroma", "onset_f")}
-    return Candidate(gain=gain, clips=n, **mean)
+    """One gain's candidate from evaluate's rows: the same means evaluate reports."""
+    from genreshift.inference.evaluate import _summarise
+
+    s = _summarise(rows)
+    return Candidate(gain=gain, clips=s["clips"], judge_hit=s["judge_hit"],
+                     cnn_hit=s["cnn_hit"], lsd_db=s["lsd_db"], chroma=s["chroma"],
+                     onset_f=s["onset_f"])
 
 
 def calibrate(models_dir: str | Path, corpus_dir: str | Path, *,
