@@ -25,6 +25,11 @@ other sizes or another corpus, is refused, so every number still belongs to one 
     benchmarks/run_all --work /tmp/bench                  # stopped after a few sections
     benchmarks/run_all --work /tmp/bench --resume         # runs the remaining ones
 
+The sections folder is self-contained (Markdown with `$WORK` for the scratch folder, plots
+copied next to the JSON), so a run can span machines: copy `sections/` into a new --work
+folder, check out the same commit, and --resume. The corpus is then rendered (and timed)
+again, since the later sections read it.
+
 Written by hand: no benchmark runner does "run these scripts, keep their Markdown, stamp it".
 """
 
@@ -737,7 +742,8 @@ def _prepare_work(path: Path | None) -> Path:
     """The scratch folder: new, or one an earlier run made (its corpus is reused by --only)."""
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="genreshift-benchmarks-"))
-    elif path.exists() and any(path.iterdir()) and not (path / MARKER).is_file():
+    elif (path.exists() and any(path.iterdir()) and not (path / MARKER).is_file()
+          and [p.name for p in path.iterdir()] != ["sections"]):  # a copied sections/ resumes
         raise SystemExit(f"error: --work {path} exists and was not made by run_all; give a "
                          "new folder (it is deleted at the end unless --keep)")
     path.mkdir(parents=True, exist_ok=True)
@@ -838,12 +844,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if failed and sec.name != "corpus" and "corpus" in failed:
             break
+        if sec.name == "corpus" and sec.name in saved and not (ctx.corpus / "metadata.csv").is_file():
+            # a resume on another machine: the saved sections came without the scratch
+            # folder, and the later ones read the corpus; render (and time) it again
+            print(f"[{time.strftime('%H:%M:%S')}] corpus: saved, but {ctx.corpus} is gone; "
+                  "rendering it again (the builder is seeded and byte-reproducible)", flush=True)
+            del saved[sec.name]
         if sec.name in saved:
             rec = saved[sec.name]
             bodies[sec.name] = rec["body"]
             times[sec.name] = tuple(rec["times"])
             ctx.reports.update(rec["reports"])
-            ctx.pngs.extend(Path(p) for p in rec["pngs"])
+            ctx.pngs.extend(work / "sections" / p for p in rec["pngs"])
             started = min(started, dt.datetime.fromisoformat(rec["started"]))
             resumed.append(sec.name)
             print(f"[{time.strftime('%H:%M:%S')}] {sec.name}: saved by the earlier run, "
@@ -871,10 +883,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {times[sec.name][0]:.0f} s", flush=True)
         if sec.name not in failed:
             _save_section(work, sec.name, signature, {
-                "started": sec_started.isoformat(), "body": bodies[sec.name],
+                "started": sec_started.isoformat(),
+                "body": bodies[sec.name].replace(str(work), "$WORK"),
                 "times": times[sec.name],
-                "reports": {k: v for k, v in ctx.reports.items() if k not in reports0},
-                "pngs": [str(p) for p in ctx.pngs[pngs0:]]})
+                "reports": {k: v for k, v in ctx.reports.items() if k not in reports0}},
+                ctx.pngs[pngs0:])
     # the sections' own wall times: a resumed run's file counts the earlier process's too
     total = sum(w for w, _, _ in times.values()) if resumed else time.perf_counter() - t_start
 
@@ -940,12 +953,18 @@ def _section_file(work: Path, name: str) -> Path:
     return work / "sections" / f"{name}.json"
 
 
-def _save_section(work: Path, name: str, signature: dict, record: dict) -> None:
+def _save_section(work: Path, name: str, signature: dict, record: dict,
+                  pngs: list[Path]) -> None:
+    """sections/NAME.json, and its plots copied next to it: the folder is self-contained, so
+    it can be copied (or committed) and resumed from on another machine."""
     from genreshift.fsutil import atomic_write_text
 
     path = _section_file(work, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"signature": signature, **record}, indent=1))
+    for png in pngs:
+        shutil.copyfile(png, path.parent / png.name)
+    atomic_write_text(path, json.dumps({"signature": signature, **record,
+                                        "pngs": [png.name for png in pngs]}, indent=1))
 
 
 def _saved_sections(work: Path, signature: dict) -> dict[str, dict]:

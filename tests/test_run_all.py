@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,17 @@ def test_a_stopped_run_resumes_with_its_saved_sections(tmp_path: Path) -> None:
     assert saved["body"].replace(str(work), "$WORK") in text
     assert "## Trained mode: windowed against one-piece output" in text
     assert (work / "sections" / "window_seams.json").is_file()
+    # another machine: only sections/ travels; the corpus is rendered again, the rest is taken
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(work / "sections", moved / "sections")
+    out.unlink()
+    r = run_all("--quick", "--only", "corpus,window_seams", "--work", moved, "--keep",
+                "--resume", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rendering it again" in r.stdout and "window_seams: saved by" in r.stdout
+    assert (moved / "synth" / "metadata.csv").is_file()
+    assert "Resumed run: window_seams measured" in out.read_text()
     # other sizes would mix two measurements in one file: refused, nothing written
     out.unlink()
     r = run_all("--quick", "--set", "seams_every=2", "--only", "window_seams", "--work", work,
