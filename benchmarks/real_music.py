@@ -4,6 +4,7 @@ detection on the same clips. Prints Markdown.
 
     .venv/bin/python benchmarks/real_music.py                        # the shipped models
     .venv/bin/python benchmarks/real_music.py --models DIR --label today --modes to
+    .venv/bin/python benchmarks/real_music.py --modes to --variant "to:--rhythm keep"
 
 The clips (../shared/realmusic) are a test set: this script only measures. The judge runs in
 its own environment (`bash ../shared/judge/setup.sh` builds /tmp/judge_venv); without it the
@@ -16,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,14 +31,26 @@ FAMILY_GENRES = {"classical/orchestral": {"classical"}, "rock/metal": {"rock", "
                  "hip-hop/funk": {"hiphop"}, "folk/country": {"country"}}
 
 
+def parse_variant(text: str) -> tuple[str, str]:
+    """'MODE:OPTIONS' -> (mode, convert options), e.g. 'to:--rhythm keep'."""
+    mode, sep, options = text.partition(":")
+    if mode not in ("to", "like") or not sep or not options.strip():
+        raise SystemExit(f"--variant {text!r}: give MODE:OPTIONS with MODE to or like, e.g. "
+                         "'to:--rhythm keep'")
+    return mode, options.strip()
+
+
 def judge_runs(args: argparse.Namespace) -> list[str]:
-    lines = ["| models | mode | targets | conversions | target up | target in top 2 | "
-             "median content | wall (s) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| models | mode | convert options | targets | conversions | target up | "
+             "target in top 2 | median content | wall (s) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    for mode in args.modes.split(","):
-        out = work / f"real_{args.label}_{mode}.jsonl"
-        extra = f"--models {args.models}" if mode != "roundtrip" else ""
+    runs = [(m, "") for m in args.modes.split(",") if m] + [parse_variant(v)
+                                                            for v in args.variant]
+    for i, (mode, options) in enumerate(runs):
+        out = work / f"real_{args.label}_{i}_{mode}.jsonl"
+        extra = f"--models {args.models} {options}".strip() if mode != "roundtrip" else ""
         cmd = [args.judge, str(SHARED / "judge" / "real_eval.py"), "--clips", args.clips,
                "--mode", mode, "--targets", args.targets, "--out", str(out)]
         if extra:
@@ -51,7 +65,8 @@ def judge_runs(args: argparse.Namespace) -> list[str]:
             raise SystemExit(f"real_eval.py --mode {mode} failed (exit {r.returncode})")
         summ = json.loads(out.read_text().strip().splitlines()[-1])
         n = summ["conversions"] - summ["failed"]
-        lines.append(f"| {args.label} | {mode} | {args.targets} | {n} "
+        lines.append(f"| {args.label} | {mode} | {f'`{options}`' if options else 'defaults'} | "
+                     f"{args.targets} | {n} "
                      f"({summ['failed']} failed) | {summ['target_up']}/{n} "
                      f"({summ['target_up'] / max(n, 1):.0%}) | {summ['target_top2']}/{n} "
                      f"({summ['target_top2'] / max(n, 1):.0%}) | {summ['median_content']:.2f} | "
@@ -111,6 +126,9 @@ def main() -> int:
     ap.add_argument("--per-clip", type=int, default=1,
                     help="conversions per clip in modes to and like (real_eval.py's --per-clip: "
                          "targets drawn from those the clip's family is not)")
+    ap.add_argument("--variant", action="append", default=[], metavar="MODE:OPTIONS",
+                    help="one more run of mode to or like with these convert options, on the "
+                         "same conversions (e.g. 'to:--rhythm keep'); repeatable")
     ap.add_argument("--clips", default=str(SHARED / "realmusic"))
     ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
     ap.add_argument("--work", default="/tmp/genreshift-real-music")
@@ -123,10 +141,14 @@ def main() -> int:
     if not os.access(args.judge, os.X_OK):
         out.append(f"Judge not run: {args.judge} does not exist; build it with "
                    "`bash ../shared/judge/setup.sh` and run this section again.")
-    elif args.modes:
+    elif args.modes or args.variant:
+        variants = "".join(f" --variant {shlex.quote(v)}" for v in args.variant)
         out += ["```", f".venv/bin/python benchmarks/real_music.py --models "
-                f"{os.path.relpath(args.models, ROOT)} --modes {args.modes} --targets "
-                f"{args.targets} --per-clip {args.per_clip}", "```", "", *judge_runs(args), ""]
+                f"{os.path.relpath(args.models, ROOT)} --modes {args.modes}{variants} "
+                f"--targets {args.targets} --per-clip {args.per_clip}", "```", "",
+                "Every row of modes to and like converts the same clips to the same targets "
+                "(real_eval.py draws them per clip from the seed); only the options differ.", "",
+                *judge_runs(args), ""]
     if not args.no_detection:
         out += detection(args)
     print("\n".join(out))

@@ -211,7 +211,7 @@ def main() -> None:
 
     wait = os.environ.get("OMP_WAIT_POLICY")
     cmd = ("" if wait is None else f"OMP_WAIT_POLICY={wait} ") + "python " + " ".join(
-        [sys.argv[0], *sys.argv[1:]])
+        [os.path.relpath(sys.argv[0], Path(__file__).resolve().parents[1]), *sys.argv[1:]])
     print(f"\nCommand: `{cmd}`  ")
     print(f"Clip: {source}; song {info.duration:.1f} s, {info.samplerate} Hz, "
           f"{info.channels} ch  ")

@@ -76,6 +76,9 @@ class Sizes:
     heldout_tunes: int = 4  # test tunes rendered with the held-out SoundFont
     real_modes: str = "roundtrip,to,like"  # real_eval.py modes (../shared/judge)
     real_per_clip: int = 1  # conversions per clip in modes to / like (20 clips)
+    # the same conversions again with other options: the rhythm modes against the default
+    # replace (issue 13), reference mode's classifier style space against random (issue 16)
+    real_variants: str = "to:--rhythm keep;to:--rhythm add;like:--style-space both"
     methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
@@ -112,7 +115,7 @@ class Sizes:
 
 
 QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eval_tunes=1,
-              heldout_tunes=1, real_modes="", gram_tunes=1,
+              heldout_tunes=1, real_modes="", real_variants="", gram_tunes=1,
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
               convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
               recon_clips=1, recon_seconds=3.0, rhythm_seconds=6.0, rhythm_tempi="110",
@@ -379,7 +382,10 @@ def run_heldout_font(ctx: Context) -> str:
 
 def run_real_music(ctx: Context) -> str:
     s = ctx.sizes
-    return _script(ctx, "real_music.py", ["--modes", s.real_modes, "--targets", s.targets,
+    variants = [a for v in s.real_variants.split(";") if v.strip()
+                for a in ("--variant", v.strip())]
+    return _script(ctx, "real_music.py", ["--modes", s.real_modes, *variants,
+                                          "--targets", s.targets,
                                           "--per-clip", s.real_per_clip,
                                           "--work", ctx.work / "real_music"])
 
@@ -611,7 +617,10 @@ SECTIONS = [
             "floor; to: trained mode; like: reference mode, the reference being another clip "
             "of the target family) and judged by musicnn (a tagger trained on real music: does "
             "the target family's score rise, is it in the top 2 of 8 families) and by "
-            "content.py (chroma + basic-pitch notes: is it still the song). Then the shipped "
+            "content.py (chroma + basic-pitch notes: is it still the song); then the same "
+            "conversions with other options: trained mode with `--rhythm keep` and `add` "
+            "against the default replace, reference mode with `--style-space both` against "
+            "the default random filters. Then the shipped "
             "classifier's source detection on the same clips. Runs only where the judge's "
             "environment exists (`bash ../shared/judge/setup.sh`).", run_real_music),
     Section("ablation", "What each part of the real-recordings work bought",
