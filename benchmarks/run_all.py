@@ -382,12 +382,22 @@ def run_heldout_font(ctx: Context) -> str:
 
 def run_real_music(ctx: Context) -> str:
     s = ctx.sizes
-    variants = [a for v in s.real_variants.split(";") if v.strip()
-                for a in ("--variant", v.strip())]
-    return _script(ctx, "real_music.py", ["--modes", s.real_modes, *variants,
-                                          "--targets", s.targets,
+    return _script(ctx, "real_music.py", ["--modes", s.real_modes, "--targets", s.targets,
                                           "--per-clip", s.real_per_clip,
                                           "--work", ctx.work / "real_music"])
+
+
+def run_real_variants(ctx: Context) -> str:
+    """Its own section: each variant costs as much as a mode of real_music, and a section
+    must finish within one process (a session) to be saved."""
+    s = ctx.sizes
+    variants = [a for v in s.real_variants.split(";") if v.strip()
+                for a in ("--variant", v.strip())]
+    if not variants:
+        return "No variants asked for (`real_variants` is empty).\n"
+    return _script(ctx, "real_music.py", ["--modes", "", *variants, "--targets", s.targets,
+                                          "--per-clip", s.real_per_clip, "--no-detection",
+                                          "--work", ctx.work / "real_variants"])
 
 
 def run_ablation(ctx: Context) -> str:
@@ -617,12 +627,17 @@ SECTIONS = [
             "floor; to: trained mode; like: reference mode, the reference being another clip "
             "of the target family) and judged by musicnn (a tagger trained on real music: does "
             "the target family's score rise, is it in the top 2 of 8 families) and by "
-            "content.py (chroma + basic-pitch notes: is it still the song); then the same "
-            "conversions with other options: trained mode with `--rhythm keep` and `add` "
-            "against the default replace, reference mode with `--style-space both` against "
-            "the default random filters. Then the shipped "
+            "content.py (chroma + basic-pitch notes: is it still the song). Then the shipped "
             "classifier's source detection on the same clips. Runs only where the judge's "
             "environment exists (`bash ../shared/judge/setup.sh`).", run_real_music),
+    Section("real_variants", "Real recordings: the same conversions with other options",
+            "The conversions of the section above (the same clips, targets and references, "
+            "drawn by real_eval.py from its seed), again with one convert option changed: "
+            "trained mode with `--rhythm keep` and `--rhythm add` against the default "
+            "`replace` (rows `to`, defaults, above), reference mode with `--style-space both` "
+            "(the classifier's conv activations with the random filters) against the default "
+            "random filters (row `like`, defaults, above). Judged the same way.",
+            run_real_variants),
     Section("ablation", "What each part of the real-recordings work bought",
             "One target, short runs trained five ways on the same tunes (`make ablation`): "
             "everything, and everything but corpus realism (the --dry corpus), real recordings "
