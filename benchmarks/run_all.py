@@ -868,7 +868,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if failed and sec.name != "corpus" and "corpus" in failed:
             break
-        if sec.name == "corpus" and sec.name in saved and not (ctx.corpus / "metadata.csv").is_file():
+        corpus_gone = not (ctx.corpus / "metadata.csv").is_file()
+        if sec.name == "corpus" and sec.name in saved and corpus_gone:
             # a resume on another machine: the saved sections came without the scratch
             # folder, and the later ones read the corpus; render (and time) it again
             print(f"[{time.strftime('%H:%M:%S')}] corpus: saved, but {ctx.corpus} is gone; "
