@@ -13,11 +13,10 @@ and loudness-normalised to -20 LUFS. Layout::
     <out>/<genre>/<tune>.mid        the performance that was rendered
 
 All renderings of one tune share key, tempo, SoundFont, drum kit and split, and their melodies
-share
-note onsets in seconds (swing and +-10 ms humanisation aside; no effect adds latency), so a
-clip converted from one genre has a ground-truth target in another. Everything random is drawn from generators
-seeded by (seed, tune index, purpose[, genre]), never from process state: the same seed gives
-bit-identical files whatever the number of workers or the order they finish in.
+share note onsets in seconds (swing and +-10 ms humanisation aside; no effect adds latency), so
+a clip converted from one genre has a ground-truth target in another. Everything random is drawn
+from generators seeded by (seed, tune index, purpose[, genre]), never from process state: the
+same seed gives bit-identical files whatever the number of workers or the order they finish in.
 """
 
 from __future__ import annotations
@@ -244,16 +243,21 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 @lru_cache(maxsize=8)
-def _load_soundfont(path: str):
-    """A loaded SoundFont, once per process; renders work on clones of it."""
+def _load_soundfont(path: str, presets: frozenset[tuple[int, int]] | None = None):
+    """A loaded SoundFont, once per process; renders work on clones of it. ``presets``:
+    load only these (bank, program) and what they play (``sf2.subset``: FluidR3_GM's kit is
+    a few MB of its 148), or the whole file where None or where the file cannot be cut."""
     # TinySoundFont's low-level SoundFont is used rather than tinysoundfont.Synth because
     # only it exposes tsf_copy (a clone that shares the sample data but starts from a clean
     # channel and voice state) and rendering into a caller's buffer: a fresh state per
     # rendering is what makes the output independent of what the process rendered before.
     from tinysoundfont import _tinysoundfont
 
+    from genreshift.data import sf2
+
     try:
-        return _tinysoundfont.SoundFont(path)
+        data = None if presets is None else sf2.subset(path, lambda b, p: (b, p) in presets)
+        return _tinysoundfont.SoundFont(path if data is None else data)
     except Exception as e:  # noqa: BLE001 - the binding raises RuntimeError/ValueError/...
         raise SynthError(f"{path}: TinySoundFont cannot load it ({e}); is it a complete "
                          ".sf2/.sf3 file?") from None
@@ -346,20 +350,39 @@ class Stems:
 
 def render_stems(arr: Arrangement, soundfont: str | os.PathLike,
                  sample_rate: int = SAMPLE_RATE, *, drumkit: str | os.PathLike | None = None,
-                 track_fonts: dict[int, str | os.PathLike] | None = None) -> Stems:
+                 track_fonts: dict[int, str | os.PathLike] | None = None,
+                 used_presets_only: bool = False) -> Stems:
     """Render each track of ``arr`` on its own (a clean clone of its SoundFont per track):
     melodic tracks from ``soundfont`` (or ``track_fonts[channel]``), the drums from
     ``drumkit`` (default: ``soundfont``'s bank 128). A kit-only font (avldrums) plays its one
-    kit with GM keys mapped by KIT_ONLY_KEY_MAP. Each stem: float32 [round(duration * sr)]."""
+    kit with GM keys mapped by KIT_ONLY_KEY_MAP. Each stem: float32 [round(duration * sr)].
+
+    ``used_presets_only``: load only the presets the tracks play, and each bank's program 0
+    (what a missing preset falls back to), instead of the whole font: for one short
+    rendering in a fresh process, such as a groove. The output is the same to float
+    rounding (TinySoundFont's sample positions are absolute, and the cut font's are
+    smaller: tests/test_sf2.py)."""
     from tinysoundfont import _tinysoundfont
 
     n = round(arr.duration * sample_rate)
     substitutions = []
     stems: dict[int, np.ndarray] = {}
+    paths = {track.channel: str(Path(drumkit if track.is_drums and drumkit else
+                                     (track_fonts or {}).get(track.channel, soundfont)
+                                     ).resolve()) for track in arr.tracks}
+    wanted: dict[str, set[tuple[int, int]] | None] = {}
     for track in arr.tracks:
-        path = str(Path(drumkit if track.is_drums and drumkit else
-                        (track_fonts or {}).get(track.channel, soundfont)).resolve())
-        font = _tinysoundfont.SoundFont(_load_soundfont(path))
+        path = paths[track.channel]
+        if not used_presets_only or (track.is_drums and _is_kit_only(_presets(path))):
+            wanted[path] = None
+        elif wanted.get(path, set()) is not None:
+            bank = DRUM_BANK if track.is_drums else 0
+            wanted.setdefault(path, set()).update({(bank, track.program), (bank, 0)})
+    for track in arr.tracks:
+        path = paths[track.channel]
+        presets = wanted[path]
+        font = _tinysoundfont.SoundFont(
+            _load_soundfont(path, None if presets is None else frozenset(presets)))
         font.set_output(_tinysoundfont.OutputMode.Mono, sample_rate, 0.0)
         font.set_max_voices(MAX_VOICES)
         bank = DRUM_BANK if track.is_drums else 0

@@ -453,11 +453,6 @@ class ModelCache:
         return self._classifiers[path]
 
 
-# Songs longer than this drop the groove's SoundFont after rendering it: the peak memory of a
-# 3-minute song then stays under 1 GB (benchmarks/convert_speed.py); shorter songs keep it
-# loaded for the next conversion of the process.
-GROOVE_FONT_KEPT_SECONDS = 60.0
-
 # Below this top probability the detected genre is reported as uncertain and not used to pick
 # a converter (the `rest -> target` one applies to anything). On real recordings the classifier
 # often spreads its probability over genres it was never shown music of; naming the top one
@@ -664,15 +659,10 @@ class TrainedMode:
             groove = None
             if analysis.has_clear_beat:
                 # Rendered now, before the converter and the reconstruction need their
-                # memory; the SoundFont it loads is dropped again after a long song
-                # (FluidR3_GM holds ~435 MB; keeping it saves ~0.35 s per conversion).
+                # memory. Only the kit is loaded (~11 MB of FluidR3_GM's 148), and kept.
                 groove = rhythm.render_groove(
                     analysis, rhythm.groove_genre([(t.genre, t.weight) for t in settings.targets]),
                     song.sr, seed=settings.seed)
-                if analysis.duration > GROOVE_FONT_KEPT_SECONDS:
-                    from genreshift.data.synth import release_soundfonts
-
-                    release_soundfonts()
         layer = settings.rhythm_layer if analysis.has_clear_beat else "song"
         # add with a target without drums (classical) adds nothing: the song's own kit stays,
         # so the converter must change it too (measured: LSD to the truth 12.99 dB with only

@@ -350,9 +350,10 @@ def _peak_lag(curve: np.ndarray, lo: int, hi: int) -> float:
 def track_beats(env: np.ndarray, fps: float, period: np.ndarray, *,
                 tightness: float = TIGHTNESS) -> np.ndarray:
     """librosa's dynamic-programming beat tracker (Ellis 2007) on an onset envelope
-    [frames]: beat positions in frames (float: refined to a fraction of a frame) with ``period`` [frames] the expected beat period in frames
-    at each frame (a steady or drifting tempo). Every frame's cumulative score is its local
-    score (the envelope, normalised by its sd, smoothed by a Gaussian of a 32nd of a beat) plus
+    [frames]: beat positions in frames (float: refined to a fraction of a frame) with
+    ``period`` [frames] the expected beat period in frames at each frame (a steady or drifting
+    tempo). Every frame's cumulative score is its local score (the envelope, normalised by its
+    sd, smoothed by a Gaussian of a 32nd of a beat) plus
     the best cumulative score one-half to two periods earlier, less tightness * log(gap /
     period)^2; the last beat is the last local maximum of the cumulative score above half
     their median; beats before the first and after the last frame whose local score passes
@@ -726,7 +727,8 @@ def _render(arr: Arrangement | None, analysis: RhythmAnalysis, sr: int,
     channels = analysis.harmonic.shape[0] if channels is None else channels
     if arr is None or not arr.notes:
         return np.zeros((channels, n), dtype=np.float32)
-    stem = render_stems(arr, groove_soundfont(soundfont), sr).stems[arr.tracks[0].channel]
+    stem = render_stems(arr, groove_soundfont(soundfont), sr,
+                        used_presets_only=True).stems[arr.tracks[0].channel]
     stem = np.pad(stem, (0, max(0, n - len(stem))))[:n]
     return np.repeat(stem[None].astype(np.float32), channels, axis=0)
 
