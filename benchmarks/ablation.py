@@ -79,10 +79,7 @@ def main() -> int:
             row += (f" {s['target_up']}/{n} | {s['target_top2']}/{n} | "
                     f"{s['median_content']:.2f} |")
         lines.append(row)
-    out = ["```", f".venv/bin/python benchmarks/ablation.py --data {args.data} --genre "
-           f"{args.genre} --tunes {args.tunes}"
-           f"{'' if args.seconds is None else f' --seconds {args.seconds:g}'}"
-           f"{' --real' if args.real else ''}", "```", ""]
+    out = []  # run_all shows the command that ran this script
     if floor is not None:
         out.append(f"Every genre -> {args.genre} on {args.tunes} test tunes of the produced "
                    f"corpus; the reconstruction floor there: LSD {floor['lsd_db']:.2f} dB, "

@@ -82,7 +82,8 @@ def run_child(argv: list[str], env: dict) -> tuple[float, float, bool, int, str]
             p.returncode, err)
 
 
-def fresh(argv: list[str], repeats: int, env: dict, ok_codes=(0,)) -> tuple[list[float], float, bool]:
+def fresh(argv: list[str], repeats: int, env: dict, ok_codes=(0,)
+          ) -> tuple[list[float], float, bool]:
     walls, peak, torch_seen = [], 0.0, False
     for _ in range(repeats):
         wall, rss, torch_loaded, code, err = run_child(argv, env)

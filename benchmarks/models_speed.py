@@ -149,7 +149,8 @@ def main() -> None:
                    "load_after": load_average()}
             results.append(row)
             default = " (default)" if name == DEFAULT_CANDIDATE else ""
-            lines.append(f"| {name}{default} | {threads} | {row['params_per_generator'] / 1e6:.2f} M "
+            lines.append(f"| {name}{default} | {threads} | "
+                         f"{row['params_per_generator'] / 1e6:.2f} M "
                          f"| {row['converter_file_mb_fp32']} / {row['converter_file_mb_fp16']} MB "
                          "| " + " / ".join(f"{fwd[h]:.3f}" for h in HOPS) + " s "
                          f"| {1 / step:.2f} | {2 * args.batch_size / step:.1f} |")

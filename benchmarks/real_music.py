@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -112,7 +111,8 @@ def detection(args: argparse.Namespace) -> list[str]:
                f"guess); precision when it names a genre {counts['right'] / max(named, 1):.0%}"
                f"; top-1 including the uncertain guesses "
                f"{(counts['right'] + counts['uncertain, right guess']) / max(mappable, 1):.0%}."
-               f" {counts['no such genre']} clips have no matching genre (ambient, or a family this classifier lacks).", ""]
+               f" {counts['no such genre']} clips have no matching genre (ambient, or a family "
+               "this classifier lacks).", ""]
     return summary + lines
 
 
@@ -142,10 +142,7 @@ def main() -> int:
         out.append(f"Judge not run: {args.judge} does not exist; build it with "
                    "`bash ../shared/judge/setup.sh` and run this section again.")
     elif args.modes or args.variant:
-        variants = "".join(f" --variant {shlex.quote(v)}" for v in args.variant)
-        out += ["```", f".venv/bin/python benchmarks/real_music.py --models "
-                f"{os.path.relpath(args.models, ROOT)} --modes {args.modes}{variants} "
-                f"--targets {args.targets} --per-clip {args.per_clip}", "```", "",
+        out += [  # run_all shows the command that ran this script
                 "Every row of modes to and like converts the same clips to the same targets "
                 "(real_eval.py draws them per clip from the seed); only the options differ.", "",
                 *judge_runs(args), ""]

@@ -91,7 +91,8 @@ def generated_reference(seconds: float, sr: int, seed: int = 1) -> np.ndarray:
         i0 = int(start * sr)
         m = min(n - i0, int(0.15 * sr))
         s = np.arange(m) / sr
-        out[i0:i0 + m] += 0.5 * np.sin(2 * np.pi * (50 + 80 * np.exp(-s * 30)) * s) * np.exp(-s * 20)
+        out[i0:i0 + m] += (0.5 * np.sin(2 * np.pi * (50 + 80 * np.exp(-s * 30)) * s)
+                           * np.exp(-s * 20))
     x = np.stack([out, out])
     return (x / np.abs(x).max() * 0.5).astype(np.float32)
 
@@ -224,12 +225,14 @@ def main() -> None:
           f"(0 = same statistics); common spaces measured on the written audio, mono, every clip "
           f"at {MEASURE_LUFS:g} LUFS. CPU time: process CPU seconds over all threads (the work); "
           "wall time also counts waiting for a loaded CPU.\n")
-    print("| method | settings | wall time, load → write (s) | CPU time (s) | style loss, own space "
+    print("| method | settings | wall time, load → write (s) | CPU time (s) | "
+          "style loss, own space "
           "(start → end) | style loss, genreshift features | held-out features (seed 1) | "
           "baseline features | mel distance to song (dB) | chroma similarity to song |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     m = measured["song before conversion"]
-    print(f"| song before conversion | — | — | — | — | {m['genreshift']:.4g} | {m['held-out']:.4g} | "
+    print(f"| song before conversion | — | — | — | — | {m['genreshift']:.4g} | "
+          f"{m['held-out']:.4g} | "
           f"{m['baseline']:.4g} | 0 | 1 |")
     st = summary["settings"]
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())

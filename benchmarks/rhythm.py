@@ -537,7 +537,8 @@ def synth_table(args) -> None:
     excerpt = (f"{min(lengths):g}" if len(lengths) == 1
                else f"{min(lengths):g}-{max(lengths):g}")
     print(f"{len(plan)} test-split tunes of {_shown(root)} (seed {args.synth_seed}), the first "
-          f"{excerpt} s of each, {sr} Hz {'/'.join(sorted(channels))} as rendered, converted by `pipeline.run` with "
+          f"{excerpt} s of each, {sr} Hz {'/'.join(sorted(channels))} as rendered, converted "
+          "by `pipeline.run` with "
           f"the models of {_shown(Path(args.models))} (`--from` the true source where the "
           "models name it, else detected; groove seed 0): "
           + ", ".join(f"{tune} {s}->{t}" for tune, s, t in plan) + ". Truth: the same "

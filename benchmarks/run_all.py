@@ -293,7 +293,8 @@ def run_evaluate(ctx: Context) -> str:
     out = [
         "```",
         "genreshift evaluate --data SYNTH --split test --method METHOD "
-        f"--tunes {s.eval_tunes}{'' if s.eval_seconds is None else f' --seconds {s.eval_seconds:g}'} "
+        f"--tunes {s.eval_tunes}"
+        f"{'' if s.eval_seconds is None else f' --seconds {s.eval_seconds:g}'} "
         f"--jobs {s.jobs} --out METHOD.json   # for each method (the library call, one "
         "feature judge for all)",
         "```", "",
@@ -723,9 +724,9 @@ SECTIONS = [
     Section("reference_style", "Reference mode: style spaces",
             "`genreshift convert --like` with the style measured in random 1-D filters (the "
             "method before issue 16 and still the default), in the genre classifier's conv "
-            "activations, and in both, each with its default content weights, on the same test clips and "
-            "references (a random other tune of the target genre). The style model is the "
-            "model folder's classifier, which is also the CNN judge here: read the feature "
+            "activations, and in both, each with its default content weights, on the same test "
+            "clips and references (a random other tune of the target genre). The style model is "
+            "the model folder's classifier, which is also the CNN judge here: read the feature "
             "judge's column for independent transfer.", run_reference_style),
     Section("reference_speed", "Reference mode against the published Gram baseline",
             "`genreshift convert --like` (log-mel, random filters, L-BFGS) and the published "
@@ -933,7 +934,8 @@ def main(argv: list[str] | None = None) -> int:
            "run (same commit and sizes, `--resume`); the total is the sum of the sections' "
            "wall times"] if resumed else []),
         f"- Machine: {_machine()}",
-        f"- `$WORK` below: the run's scratch folder ({'kept' if args.keep else 'deleted at the end'})",
+        "- `$WORK` below: the run's scratch folder "
+        f"({'kept' if args.keep else 'deleted at the end'})",
         "- Load average (1 min) before and after each section is given with it: on a shared "
         "machine, wall times are upper bounds.", "",
         "| section | wall time (s) | load before → after |", "|---|---:|---|",

@@ -166,7 +166,8 @@ def main() -> int:
           f"{size_gb:.2f} GB WAV -> {shard_gb:.2f} GB float16 shards); target <= 180 s")
     print(f"- Rerun on the finished folder (all {rerun['reused']} clips reused by checksum): "
           f"{t_rerun:.1f} s")
-    print(f"- MelWindows reads ({window}-frame windows, augment on, random order, warm page cache): "
+    print(f"- MelWindows reads ({window}-frame windows, augment on, random order, warm page "
+          "cache): "
           f"{n / t_win:.0f} windows/s in one process")
     if not args.keep:
         shutil.rmtree(args.dir, ignore_errors=True)

@@ -127,7 +127,8 @@ def git_commit() -> str | None:
     commit = res.stdout.strip()
     if res.returncode != 0 or not commit:
         return None
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                            "--untracked-files=no"],
                            capture_output=True, text=True, timeout=10, check=False)
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 

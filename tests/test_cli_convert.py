@@ -14,7 +14,8 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     song, ref = tmp_path / "song.wav", tmp_path / "ref.flac"
     stereo = np.stack([music_like(3.0, 44_100, seed=1), music_like(3.0, 44_100, seed=2)], axis=1)
     sf.write(song, stereo, 44_100, subtype="PCM_24")
-    noisy = music_like(2.0, 22_050, seed=5) + 0.05 * np.random.default_rng(0).standard_normal(44_100)
+    noisy = (music_like(2.0, 22_050, seed=5)
+             + 0.05 * np.random.default_rng(0).standard_normal(44_100))
     sf.write(ref, noisy.astype(np.float32), 22_050)
     return song, ref
 

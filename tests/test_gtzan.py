@@ -37,7 +37,8 @@ def _pick(names: list[str], genre: str, k: int) -> list[str]:
 # Two clips of each split per genre, named as in the filtered lists, plus one clip in no list.
 LISTED = {g: _pick(filtered_train, g, 2) + _pick(filtered_valid, g, 1) + _pick(filtered_test, g, 1)
           for g in GENRES}
-UNLISTED = next(f"jazz.{i:05d}" for i in range(100) if f"jazz.{i:05d}" not in gtzan.filtered_split())
+UNLISTED = next(f"jazz.{i:05d}" for i in range(100)
+                if f"jazz.{i:05d}" not in gtzan.filtered_split())
 CORRUPT = "jazz.00054"  # unreadable in the common GTZAN distribution; listed in filtered_train
 
 

@@ -139,7 +139,8 @@ def assign_random_split(
             split = "train" if rank < n_train else "valid" if rank < n_train + n_valid else "test"
             assignment[f"clip:{names[idx]}"] = split
     return [
-        replace(c, split=assignment[f"group:{c.group}" if c.group is not None else f"clip:{c.name}"])
+        replace(c, split=assignment[f"group:{c.group}" if c.group is not None
+                                    else f"clip:{c.name}"])
         for c in clips
     ]
 

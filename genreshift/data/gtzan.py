@@ -174,7 +174,8 @@ def _split(clips: list[ClipRef], split: str, seed: int) -> tuple[list[ClipRef], 
         return assign_filtered_split(clips)
     if split == "random":
         return assign_random_split(clips, seed), []
-    raise GenreshiftError(f"unknown split method '{split}'; choose one of {', '.join(SPLIT_METHODS)}")
+    raise GenreshiftError(f"unknown split method '{split}'; choose one of "
+                          f"{', '.join(SPLIT_METHODS)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ class MelWindows(Dataset):
         if split not in SPLITS:
             raise GenreshiftError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-            raise GenreshiftError(f"window length must be a positive number of frames, not {frames}")
+            raise GenreshiftError(
+                f"window length must be a positive number of frames, not {frames}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise GenreshiftError(f"seed must be a non-negative integer, not {seed}")
         available = list(manifest["genres"])

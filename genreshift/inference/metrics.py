@@ -21,7 +21,8 @@ def log_spectral_distance(ref_power: torch.Tensor, est_power: torch.Tensor,
     the dB difference; then the mean over frames."""
     if ref_power.shape != est_power.shape:
         raise ValueError(f"shape mismatch {tuple(ref_power.shape)} vs {tuple(est_power.shape)}")
-    diff = 10.0 * (torch.log10(ref_power.clamp_min(floor)) - torch.log10(est_power.clamp_min(floor)))
+    diff = 10.0 * (torch.log10(ref_power.clamp_min(floor))
+                   - torch.log10(est_power.clamp_min(floor)))
     return float(diff.pow(2).mean(dim=-2).sqrt().mean())
 
 

@@ -219,7 +219,8 @@ class OnnxClassifier:
         """
         mels = _mels(mels, self.config.n_mels, 3, "classifier")
         n = mels.shape[0]
-        windows = np.stack([split_windows(m, self.config.frames, hop) for m in mels])  # [N, W, M, F]
+        # [N, W, M, F]
+        windows = np.stack([split_windows(m, self.config.frames, hop) for m in mels])
         per = windows.shape[1]
         flat = windows.reshape(n * per, *windows.shape[2:])
         probs = np.concatenate([_softmax(self.logits(flat[i:i + batch_size]))

@@ -84,7 +84,8 @@ def window_probabilities(model: GenreClassifier, mels: torch.Tensor, *,
     if mels.dim() != 3:
         raise ValueError(f"expected [N, n_mels, frames], got {tuple(mels.shape)}")
     n = mels.shape[0]
-    windows = torch.stack([split_windows(m, model.config.frames, hop) for m in mels])  # [N, W, M, F]
+    # [N, W, M, F]
+    windows = torch.stack([split_windows(m, model.config.frames, hop) for m in mels])
     per = windows.shape[1]
     device = next(model.parameters()).device
     flat = windows.reshape(n * per, *windows.shape[2:])

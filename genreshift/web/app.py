@@ -576,7 +576,8 @@ class _Uploads:
         limit = _duration(self.max_seconds)
         if math.isinf(seconds):  # counted up to the limit only
             return f"{what} is longer than the {limit} accepted: cut it shorter"
-        return f"{what} is {_duration(seconds)} long; the longest accepted is {limit}: cut it shorter"
+        return (f"{what} is {_duration(seconds)} long; the longest accepted is {limit}: "
+                "cut it shorter")
 
 
 def _duration(seconds: float) -> str:

@@ -425,8 +425,9 @@ class WorkerState:
 
 
 class Converter:
-    """Runs a job through the conversion pipeline (pipeline.run), then plot_conversion. The model folder is rescanned when its checkpoints change (models that
-    finish training appear without a restart)."""
+    """Runs a job through the conversion pipeline (pipeline.run), then plot_conversion. The
+    model folder is rescanned when its checkpoints change (models that finish training appear
+    without a restart)."""
 
     def __init__(self, models_dir: str | Path | None = None, device: str = "auto",
                  threads: int | None = None) -> None:
