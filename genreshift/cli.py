@@ -99,6 +99,10 @@ def _add_reconstruction_options(p: argparse.ArgumentParser,
     p.add_argument("--init", choices=["phase", "random"], default="phase",
                    help="start Griffin-Lim from the input's phase (default) or at random "
                         "(mel / linear only)")
+    p.add_argument("--max-boost", type=float, default=None, metavar="DB",
+                   help="raise no band by more than DB (0-60): less hiss where a converter "
+                        "lifts bands the input barely has, at some cost in transfer (default: "
+                        "no limit; README, roundtrip options)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
 
 
@@ -106,7 +110,7 @@ def _recon_config(args: argparse.Namespace):
     from genreshift.inference.pipeline import ReconstructionConfig
 
     return ReconstructionConfig(method=args.recon_method, n_iter=args.iters, init=args.init,
-                                seed=args.seed)
+                                seed=args.seed, max_boost_db=args.max_boost)
 
 
 def _output_options(args: argparse.Namespace, dst):

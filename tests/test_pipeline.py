@@ -90,6 +90,31 @@ def test_gain_reconstruction_applies_the_change_and_keeps_the_stereo_image() -> 
     assert 0.45 < ratio < 0.55  # the right channel is still half the left
 
 
+def test_max_boost_limits_raised_bands_and_keeps_cuts() -> None:
+    cfg = MelConfig()
+    mid = np.full((cfg.n_mels, 40), -0.5, dtype=np.float32)
+    out = mid.copy()
+    out[100:] += 30.0 / 60.0  # the top bands raised 30 dB
+    out[:20] -= 12.0 / 60.0  # the bottom ones cut 12 dB
+    change = Change(cfg, mid, out)
+    limited = pipeline.limit_boost(change, 18.0)
+    raised = (limited.mid_out - mid) * 60.0
+    np.testing.assert_allclose(raised[100:], 18.0, atol=1e-4)
+    np.testing.assert_allclose(raised[:20], -12.0, atol=1e-4)
+    assert pipeline.limit_boost(change, None) is change
+    audio = bright_song(1.0)
+    song = Song(Path("x.wav"), audio, SR)
+    mid = song.mid(cfg)
+    raise_top = mid.copy()
+    raise_top[90:] += 30.0 / 60.0
+    free = reconstruct(song, Change(cfg, mid, raise_top), ReconstructionConfig())
+    capped = reconstruct(song, Change(cfg, mid, raise_top), ReconstructionConfig(max_boost_db=6))
+    # the same loudness either way: the limited output has less of its energy up there
+    assert band_energy_share(capped, SR, 4_000) < band_energy_share(free, SR, 4_000) - 3.0
+    with pytest.raises(GenreshiftError, match="between 0 and 60"):
+        ReconstructionConfig(max_boost_db=-1)
+
+
 def test_each_mode_supplies_only_its_change(song_file: Path, tmp_path: Path) -> None:
     from test_convert import write_tiny_models
 
