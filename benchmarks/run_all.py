@@ -78,7 +78,7 @@ class Sizes:
     real_per_clip: int = 1  # conversions per clip in modes to / like (20 clips)
     # the same conversions again with other options: the rhythm modes against the default
     # replace (issue 13), reference mode's classifier style space against random (issue 16)
-    real_variants: str = "to:--rhythm keep;to:--rhythm add;like:--style-space both"
+    real_variants: str = "to:--rhythm keep;to:--rhythm add;like:--style-space random"
     methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
@@ -568,7 +568,7 @@ def run_reference_style(ctx: Context) -> str:
     return _script(ctx, "reference_style.py", [
         "--data", ctx.corpus, "--split", "test", "--tunes", s.ref_style_tunes, "--seconds",
         s.ref_style_seconds, "--judge-cache", ctx.work / "reference_style_judge.pkl",
-        "--run", "today=space=random,chroma=0", "--run", "classifier=space=classifier",
+        "--run", "random=space=random,chroma=0", "--run", "classifier=space=classifier",
         "--run", "both=space=both"])
 
 
@@ -635,9 +635,10 @@ SECTIONS = [
             "The conversions of the section above (the same clips, targets and references, "
             "drawn by real_eval.py from its seed), again with one convert option changed: "
             "trained mode with `--rhythm keep` and `--rhythm add` against the default "
-            "`replace` (rows `to`, defaults, above), reference mode with `--style-space both` "
-            "(the classifier's conv activations with the random filters) against the default "
-            "random filters (row `like`, defaults, above). Judged the same way.",
+            "`replace` (rows `to`, defaults, above), reference mode with `--style-space "
+            "random` (the random filters alone, the method before issue 16) against the default "
+            "`both` (the classifier's conv activations with the random filters; row `like`, "
+            "defaults, above). Judged the same way.",
             run_real_variants),
     Section("ablation", "What each part of the real-recordings work bought",
             "One target, short runs trained five ways on the same tunes (`make ablation`): "
@@ -723,8 +724,8 @@ SECTIONS = [
             "in <= 3 minutes on 2 cores.", run_tensors),
     Section("reference_style", "Reference mode: style spaces",
             "`genreshift convert --like` with the style measured in random 1-D filters (the "
-            "method before issue 16 and still the default), in the genre classifier's conv "
-            "activations, and in both, each with its default content weights, on the same test "
+            "method before issue 16), in the genre classifier's conv activations, and in both "
+            "(the default), each with its default content weights, on the same test "
             "clips and references (a random other tune of the target genre). The style model is "
             "the model folder's classifier, which is also the CNN judge here: read the feature "
             "judge's column for independent transfer.", run_reference_style),

@@ -547,16 +547,18 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--style-weight", type=float, help="weight of the style term (default 1.0)")
     g.add_argument("--content-weight", type=float,
                    help="weight of the content term on the style space's own features, frame "
-                        "by frame (default 0.5; 0 with --style-space classifier or both; "
-                        "higher keeps more of the song)")
+                        "by frame (default 0 with --style-space both or classifier, 0.5 with "
+                        "random; higher keeps more of the song)")
     g.add_argument("--chroma-weight", type=float,
                    help="weight of the chroma + onset-envelope content term: harmony and "
-                        "timing kept (default 0; 0.05 with --style-space classifier or both)")
+                        "timing kept (default 0.05 with --style-space both or classifier, 0 with "
+                        "random)")
     g.add_argument("--style-space", choices=["classifier", "both", "random"],
                    help="where style is measured: the genre classifier's conv activations, "
                         "those and random 1-D filters together, or the random filters alone "
-                        "(default random; both transfers more on synthetic music but keeps "
-                        "less of real songs, docs/DECISIONS.md)")
+                        "(default both: the tagger hears the reference's genre in more real "
+                        "songs, for some of the song and ~5x the CPU of random; "
+                        "docs/DECISIONS.md)")
     g.add_argument("--style-model", metavar="CLASSIFIER.pt",
                    help="the classifier of --style-space classifier/both (default: "
                         "classifier.pt of the model folder)")

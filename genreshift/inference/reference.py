@@ -84,13 +84,14 @@ DEFAULT_STYLE_WEIGHT = 1.0
 # genreshift.models.style), 'random' (random 1-D filters, genreshift.models.gram: the method
 # before issue 16, kept for comparison) or 'both'.
 STYLE_SPACES = ("classifier", "both", "random")
-# The default stays 'random' for now. 'both' transferred more on the synthetic test set (50% /
-# 55% by the two judges against 35% / 35%, 20 clips) but on real recordings it kept less of the
-# song (median content 0.70 against 0.75 on the same 18 conversions; target up 15 against 16)
-# for 5x the CPU, and it was measured with the realistic corpus's 10-genre classifier
-# (runs/v2/classifier) as its style model, which is not yet shipped (docs/DECISIONS.md,
-# 2026-12-01 fourth session).
-DEFAULT_STYLE_SPACE = "random"
+# The default is 'both' (docs/DECISIONS.md, 2026-12-02 seventh session; BENCHMARKS.md at
+# 0f81b44, the shipped classifier as the style model). Synthetic test set, 90 pairs: transfer
+# 59% / 48% by the two judges against random's 14% / 21%, chroma 0.917 against 0.926. Real
+# recordings, the same 20 conversions: the target family in the tagger's top 2 for 11 against
+# 6, target up 16 against 16, median content 0.73 against 0.81. It costs ~5x the CPU of the
+# random space (~10 s per 30 s of song on the 2 cores, goal 30 s). Earlier (fourth session,
+# with an unshipped classifier) both kept too little of real songs, and random stayed.
+DEFAULT_STYLE_SPACE = "both"
 # Content terms, per style space. content_weight: the space's own features, frame by frame
 # (relative L2). chroma_weight: the chroma + onset-envelope term (genreshift.models.content),
 # what a listener hears as the same song. The random space keeps its pre-issue-16 defaults.
