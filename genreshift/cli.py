@@ -133,8 +133,9 @@ def _check_sr(sr: int | None) -> None:
 def cmd_roundtrip(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from genreshift.inference.pipeline import Request, RoundtripSettings, run
+    from genreshift.inference.pipeline import Request, RoundtripSettings, run, without_huge_pages
 
+    without_huge_pages()
     _check_sr(args.sr)
     request = Request(Path(args.input), _output_options(args, Path(args.output)),
                       RoundtripSettings(), _recon_config(args), mono=args.mono, device="cpu")
@@ -422,6 +423,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from genreshift.inference import pipeline
     from genreshift.inference.plot import check_plot_path, plot_conversion
 
+    pipeline.without_huge_pages()
     _check_sr(args.sr)
     recon = _recon_config(args)
     context = {}

@@ -115,6 +115,25 @@ def test_max_boost_limits_raised_bands_and_keeps_cuts() -> None:
         ReconstructionConfig(max_boost_db=-1)
 
 
+def test_conversion_commands_turn_numpy_huge_pages_off(song_file: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from numpy._core import multiarray
+
+    from genreshift.cli import main
+
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    before = multiarray._set_madvise_hugepage(True)  # returns the setting it replaces
+    try:
+        assert main(["roundtrip", str(song_file), "-o", str(tmp_path / "rt.wav"),
+                     "--quiet"]) == 0
+        assert multiarray._set_madvise_hugepage(True) is False  # the command turned them off
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")  # the user's choice is kept
+        assert pipeline.without_huge_pages() is False
+        assert multiarray._set_madvise_hugepage(True) is True
+    finally:
+        multiarray._set_madvise_hugepage(before)
+
+
 def test_each_mode_supplies_only_its_change(song_file: Path, tmp_path: Path) -> None:
     from test_convert import write_tiny_models
 

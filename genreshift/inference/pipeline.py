@@ -35,6 +35,7 @@ Either way the result is matched to the input's loudness with a peak-safe limite
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -277,6 +278,26 @@ def _load(path: Path, mono: bool) -> Song:
             f"{path}: is silent (no part louder than {SILENCE_LUFS:g} LUFS); nothing to convert"
         )
     return song
+
+
+def without_huge_pages() -> bool:
+    """Turn off numpy's transparent huge pages (madvise on every array of 4 MB or more) for a
+    process that runs conversions; returns whether they were on. The commands that convert
+    call it (convert, roundtrip, serve, worker), not the library: a conversion allocates and
+    frees its large arrays once, so a huge page's first touch (zeroing 2 MB, and compaction
+    where the kernel defragments on madvise) can cost more than its fewer TLB misses save.
+    A fresh `convert --to jazz` (default replace) of 30 s of 44.1 kHz stereo on the 2-core VM:
+    median 1.56 -> 1.43 s, slowest of 6 2.23 -> 1.56 s; `--rhythm keep` unchanged within the
+    noise (docs/DECISIONS.md, seventh session). A NUMPY_MADVISE_HUGEPAGE set by the user is
+    left alone (numpy reads it at import)."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return False
+    try:  # private to numpy (its __init__ calls it): numpy 2 as _core, numpy 1 as core
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    return bool(setter(False)) if setter is not None else False
 
 
 def check_output(dst: str | Path, fmt: str | None, force: bool) -> tuple[Path, str]:

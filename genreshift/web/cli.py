@@ -64,6 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from genreshift.web.server import ServerLimits, serve
     except ImportError as e:
         raise _need_web(e) from None
+    from genreshift.inference.pipeline import without_huge_pages
+
+    without_huge_pages()
 
     if args.queue is None and args.storage is not None:
         raise GenreshiftError("--storage is the folder shared with Redis workers: it needs "
@@ -121,6 +124,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from genreshift.web.redisqueue import run_worker
     except ImportError as e:
         raise _need_web(e) from None
+    from genreshift.inference.pipeline import without_huge_pages
+
+    without_huge_pages()
     return run_worker(args.queue, args.storage, models_dir=args.models, device=args.device,
                       threads=args.threads, heartbeat=args.heartbeat, name=args.name,
                       burst=args.burst, log_level=args.log_level)
