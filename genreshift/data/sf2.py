@@ -69,15 +69,38 @@ def _chunks(f, end: int):
         f.seek(start + size + (size & 1))
 
 
+def _riff_end(f) -> int:
+    """Where the RIFF 'sfbk' form of the open file ``f`` ends (at most the file's size), with
+    ``f`` just past its header; Sf2Error if there is no such header."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise Sf2Error("no RIFF 'sfbk' header")
+    return min(8 + struct.unpack("<I", head[4:8])[0], os.fstat(f.fileno()).st_size)
+
+
+def presets(path: str | os.PathLike) -> set[tuple[int, int]]:
+    """(bank, program) of every preset of an SF2/SF3 file, from its 'pdta/phdr' table alone
+    (no sample data is read). Sf2Error (a ValueError) if the file is not a SoundFont."""
+    with open(path, "rb") as f:
+        for cid, size, start in _chunks(f, _riff_end(f)):
+            if cid == "LIST" and f.read(4) == b"pdta":
+                for sub, sub_size, sub_start in _chunks(f, start + size):
+                    if sub == "phdr":
+                        f.seek(sub_start)
+                        records = np.frombuffer(f.read(sub_size - sub_size % PHDR.itemsize),
+                                                dtype=PHDR)
+                        # the last record is the terminal "EOP" entry, not a preset
+                        return {(int(r["bank"]), int(r["preset"])) for r in records[:-1]}
+                break
+    raise Sf2Error("no preset table (pdta/phdr chunk)")
+
+
 def _read(path: str | os.PathLike) -> dict:
     """The parts of an SF2 that ``subset`` needs: INFO bytes, smpl/sm24 offsets, the tables."""
     out: dict = {"tables": {}}
     with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
-            raise Sf2Error(f"{path}: no RIFF 'sfbk' header")
-        end = min(8 + struct.unpack("<I", head[4:8])[0], os.fstat(f.fileno()).st_size)
         try:
+            end = _riff_end(f)
             _read_lists(f, end, out)
         except Sf2Error as e:
             raise Sf2Error(f"{path}: {e}") from None
@@ -288,4 +311,4 @@ def subset(path: str | os.PathLike, keep: Callable[[int, int], bool]) -> bytes |
                            _chunk(b"LIST", pdta)))
 
 
-__all__ = ["Sf2Error", "subset"]
+__all__ = ["Sf2Error", "presets", "subset"]

@@ -183,33 +183,9 @@ def check_soundfont(path: str | os.PathLike) -> Path:
 def soundfont_presets(path: str | os.PathLike) -> set[tuple[int, int]]:
     """(bank, program) of every preset in an SF2/SF3 file, read from its RIFF 'pdta/phdr'
     chunk without loading the samples. Raises ValueError if the file is not a SoundFont."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
-            raise ValueError("no RIFF 'sfbk' header")
-        riff_end = 8 + int.from_bytes(head[4:8], "little")
-        while f.tell() < riff_end:
-            chunk = f.read(12)
-            if len(chunk) < 8:
-                break
-            size = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"LIST" and chunk[8:12] == b"pdta":
-                end = f.tell() - 4 + size
-                while f.tell() < end:
-                    sub = f.read(8)
-                    if len(sub) < 8:
-                        break
-                    sub_size = int.from_bytes(sub[4:8], "little")
-                    if sub[:4] == b"phdr":
-                        data = f.read(sub_size)
-                        records = [data[i:i + 38] for i in range(0, len(data) - 37, 38)]
-                        # the last record is the terminal "EOP" entry, not a preset
-                        return {(int.from_bytes(r[22:24], "little"),
-                                 int.from_bytes(r[20:22], "little")) for r in records[:-1]}
-                    f.seek(sub_size + (sub_size & 1), os.SEEK_CUR)
-                break
-            f.seek(size - 4 + (size & 1), os.SEEK_CUR)  # 4 bytes past the header already read
-    raise ValueError("no preset table (pdta/phdr chunk)")
+    from genreshift.data import sf2
+
+    return sf2.presets(path)
 
 
 def check_genres(genres: str | Sequence[str]) -> list[str]:
