@@ -52,7 +52,8 @@ benchmarks: install
 	benchmarks/run_all
 
 # The shipped default models: the real-recording excerpts (`real-data`) and the produced
-# synthetic corpus -> mel shards -> the classifier and one converter per target genre
+# synthetic corpus -> mel shards -> the classifier, reference mode's style model (the
+# classifier trained on the real excerpts too) and one converter per target genre
 # (rest -> genre, with real excerpts in `rest`), all trained at once (one thread each, sharing
 # the cores), then exported as float16 inference files into checkpoints/. The corpus holds all
 # ten arrangements (so `rest` and the classifier know them) and leaves out the held-out
@@ -63,11 +64,15 @@ HELDOUT_SOUNDFONT ?= sf_GMbank.sf2
 SYNTH_TUNES ?= 240
 SYNTH_SECONDS ?= 30
 CLASSIFIER_STEPS ?= 600
+# Reference mode's style model (checkpoints/style.pt): the classifier's recipe plus a
+# contrastive term on STYLE_REAL_WINDOWS real excerpts a step (`train classifier --real`).
+STYLE_STEPS ?= 600
+STYLE_REAL_WINDOWS ?= 16
 CONVERTER_STEPS ?= 350
 # Batches sized for the 2-core budget: a step of batch 2 (+1 real window) costs about 2.4
 # core-seconds here; the TrainConfig defaults (4 + 2) double that.
 CONVERTER_OPTS ?= --batch-size 2 --real-windows 1
-JOBS ?= 7
+JOBS ?= 8
 # A directory of earlier converter runs (rest-GENRE/resume.pt) that new runs warm-start from:
 # fresh optimisers and schedule, the earlier weights (`train cyclegan --init-from`).
 CONVERTER_INIT ?=
@@ -86,11 +91,15 @@ default-models: install real-data
 	    --genres $(CORPUS_GENRES) --exclude-soundfont $(HELDOUT_SOUNDFONT) --seed 0 --force; fi; \
 	$(GS) data tensors --source $(DATA)/synth --out $(DATA)/synth_mel; \
 	$(GS) data tensors --source $(DATA)/real --out $(DATA)/real_mel; \
-	(echo classifier; echo $(GENRES) | tr ' ' '\n') | xargs -P $(JOBS) -I{} sh -c \
+	(echo classifier; echo style; echo $(GENRES) | tr ' ' '\n') | xargs -P $(JOBS) -I{} sh -c \
 	  'if [ {} = classifier ]; then \
 	     $(GS) train classifier --data $(DATA)/synth_mel --out $(RUNS)/classifier \
 	       --steps $(CLASSIFIER_STEPS) --checkpoint-every 200 --val-every 200 --threads 1 \
 	       --resume -q > $(RUNS)/classifier.log 2>&1; \
+	   elif [ {} = style ]; then \
+	     $(GS) train classifier --data $(DATA)/synth_mel --real $(DATA)/real_mel \
+	       --real-windows $(STYLE_REAL_WINDOWS) --out $(RUNS)/style --steps $(STYLE_STEPS) \
+	       --checkpoint-every 100 --val-every 200 --threads 1 --resume -q > $(RUNS)/style.log 2>&1; \
 	   else \
 	     $(GS) train cyclegan --data $(DATA)/synth_mel --real $(DATA)/real_mel --a rest --b {} \
 	       --out $(RUNS)/rest-{} --steps $(CONVERTER_STEPS) $(CONVERTER_OPTS) --checkpoint-every 50 \
@@ -99,6 +108,7 @@ default-models: install real-data
 	   fi || { echo "training {} failed: see $(RUNS)/{}.log or $(RUNS)/rest-{}.log"; exit 1; }'; \
 	mkdir -p $(MODELS); \
 	$(GS) train export $(RUNS)/classifier/classifier.pt $(MODELS)/classifier.pt --half --force; \
+	$(GS) train export $(RUNS)/style/classifier.pt $(MODELS)/style.pt --half --no-onnx --force; \
 	for g in $(GENRES); do \
 	  $(GS) train export $(RUNS)/rest-$$g/converter.pt $(MODELS)/rest-to-$$g.pt --half --force; done; \
 	$(GS) train calibrate $(MODELS) --data $(DATA)/synth $(CALIBRATE_OPTS) \

@@ -451,6 +451,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                                 "style_model") if getattr(args, k) is not None}
         if "style_model" in kwargs:
             kwargs["style_model"] = Path(kwargs["style_model"])
+        elif args.models is not None and kwargs.get("style_space") != "random":
+            kwargs["style_model"] = reference.default_style_model(Path(args.models))
         settings = reference.ReferenceSettings(Path(args.like), seed=args.seed,
                                                strength=args.strength, **kwargs)
     jobs, batch = _convert_jobs(args, label)
@@ -563,7 +565,8 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
                         "docs/DECISIONS.md)")
     g.add_argument("--style-model", metavar="CLASSIFIER.pt",
                    help="the classifier of --style-space classifier/both (default: "
-                        "classifier.pt of the model folder)")
+                        "style.pt of the model folder, the classifier trained on real "
+                        "recordings too, or its classifier.pt where there is none)")
     g.add_argument("--steps", type=int, help="optimisation steps (default 30)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
     _add_reconstruction_options(
@@ -580,11 +583,14 @@ def cmd_genres(args: argparse.Namespace) -> int:
 
     models = tconv.scan_models(args.models)
     rows = tconv.describe_models(models)
+    style = tconv.style_model_path(models.folder) if models.folder is not None else None
+    style = style if style is not None and style.is_file() else None
     if args.json:
         print(json.dumps({"folder": str(models.folder),
                           "targets": rows,
                           "classifier": str(models.classifier) if models.classifier else None,
                           "classifier_genres": list(models.classifier_genres),
+                          "style_model": str(style) if style else None,
                           "skipped": models.skipped}, indent=2))
     if not rows:  # nothing to convert with: a broken install or a wrong folder, not a listing
         raise GenreshiftError(tconv.no_converters_message(models))
@@ -599,6 +605,8 @@ def cmd_genres(args: argparse.Namespace) -> int:
               f"({', '.join(models.classifier_genres)})")
     else:
         print("source detection: no classifier.pt; pass --from GENRE to convert")
+    if style is not None:
+        print(f"reference mode's style model: {style}")
     for s in models.skipped:
         print(f"skipped: {s}")
     return EXIT_OK

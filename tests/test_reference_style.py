@@ -198,3 +198,25 @@ def test_files_with_a_classifier_checkpoint_and_short_reference(tmp_path: Path) 
                                          steps=1, device="cpu", style_model=ck,
                                          style_space="both",
                                          mel_config=MelConfig(hop_length=256))
+
+
+def test_style_model_is_the_folders_style_pt_else_its_classifier(tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:
+    """Reference mode's style model: the model folder's style.pt (the classifier trained on
+    real recordings too) where there is one, else its classifier.pt; `convert --like --models
+    DIR` reads DIR's, not the default folder's."""
+    monkeypatch.setenv("GENRESHIFT_MODELS", str(tmp_path))
+    assert reference.default_style_model() == tmp_path / "classifier.pt"
+    (tmp_path / "style.pt").write_bytes(b"")
+    assert reference.default_style_model() == tmp_path / "style.pt"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert reference.default_style_model(other) == other / "classifier.pt"
+    from genreshift import cli
+
+    song = write(tmp_path / "song.wav", music_like(1.5))
+    ref = write(tmp_path / "ref.wav", texture(1.2))
+    code = cli.main(["convert", str(song), "--like", str(ref), "--models", str(other),
+                     "-o", str(tmp_path / "out.wav"), "--steps", "1", "--device", "cpu"])
+    assert code != 0 and not (tmp_path / "out.wav").exists()  # other/ has no classifier
+    assert str(other / "classifier.pt") in capsys.readouterr().err

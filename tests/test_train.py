@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from conftest import ROOT, music_like
 
 from genreshift import checkpoint as ckpt
@@ -24,7 +25,8 @@ from genreshift.models.discriminator import Discriminator
 from genreshift.models.generator import Generator
 from genreshift.train import cyclegan, loop
 from genreshift.train import runtime as rtm
-from genreshift.train.classifier import train_classifier
+from genreshift.models.classifier import GenreClassifier
+from genreshift.train.classifier import ContrastiveNet, info_nce, train_classifier
 from genreshift.train.config import ClassifierTrainConfig, TrainConfig
 from genreshift.train.cyclegan import ImagePool, State, train_cyclegan, train_step
 
@@ -279,7 +281,8 @@ def test_classifier_stop_and_resume_matches(meldir: Path, tmp_path: Path) -> Non
     assert loaded.genres == list(GENRES)
     stored = ckpt.read_checkpoint(tmp_path / "split" / "resume.pt", kind="classifier",
                                   role="resume")["resume"]
-    assert set(stored) == {"step", "train_config", "opt", "sched", "scaler", "ranks"}
+    assert set(stored) == {"step", "train_config", "opt", "sched", "scaler", "real_data",
+                           "ranks"}
     assert set(stored["ranks"][0]) == {"rng", "sampler"}
     # The refusals of the converter runs hold for the classifier too.
     again = {"config": cfg, "model": model, "progress": False}
@@ -294,6 +297,56 @@ def test_classifier_stop_and_resume_matches(meldir: Path, tmp_path: Path) -> Non
     with pytest.raises(GenreshiftError, match="the run classifies bright, dark, noisy"):
         train_classifier(meldir, tmp_path / "split", genres=["bright", "dark"], resume=True,
                          **again)
+
+
+def test_info_nce_rewards_matching_views() -> None:
+    """log(2N - 1) when every view looks the same, near 0 when each view matches only its
+    partner, and larger for unrelated views than for matching ones."""
+    n = 8
+    same = F.normalize(torch.ones(n, 4), dim=-1)
+    assert info_nce(same, same, 0.1).item() == pytest.approx(np.log(2 * n - 1), rel=1e-5)
+    distinct = torch.eye(n)
+    assert info_nce(distinct, distinct, 0.05).item() < 1e-3
+    g = torch.Generator().manual_seed(0)
+    z1 = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    z2 = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    noisy = F.normalize(z1 + 0.1 * torch.randn(n, 16, generator=g), dim=-1)
+    assert info_nce(z1, noisy, 0.1) < info_nce(z1, z2, 0.1)
+
+
+def test_classifier_with_real_recordings_resumes_exactly(meldir: Path, tmp_path: Path) -> None:
+    """--real: the contrastive term trains the features on real excerpts (here the same mel
+    directory stands in for them). The head lives in the resume file only, the inference file
+    is a plain classifier, a stopped run resumes to the same weights, and resuming without
+    --real is refused."""
+    cfg = ClassifierTrainConfig(steps=4, batch_size=4, real_windows=3, checkpoint_every=10,
+                                val_every=10, val_windows=2, threads=1, device="cpu")
+    model = ClassifierConfig(channels=4, n_blocks=2, frames=32)
+    common = {"config": cfg, "model": model, "real": meldir, "progress": False}
+    whole = train_classifier(meldir, tmp_path / "whole", **common)
+    train_classifier(meldir, tmp_path / "split", stop_at=2, **common)
+    resumed = train_classifier(meldir, tmp_path / "split", resume=True, **common)
+    a, b = ckpt.unwrap(whole.model).state_dict(), ckpt.unwrap(resumed.model).state_dict()
+    assert any(k.startswith("head.") for k in a)
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
+    # The term really trained the network: the head moved from its initialisation.
+    fresh = ContrastiveNet(GenreClassifier(replace(model, n_mels=N_MELS, n_classes=3)))
+    assert not torch.equal(fresh.head[0].weight, ckpt.unwrap(whole.model).head[0].weight)
+    stored = ckpt.read_checkpoint(tmp_path / "split" / "resume.pt", kind="classifier",
+                                  role="resume")
+    assert stored["resume"]["real_data"] == str(meldir)
+    assert set(stored["resume"]["ranks"][0]) == {"rng", "sampler", "real_sampler"}
+    assert not any(k.startswith("head.") for k in stored["state_dict"]["classifier"])
+    loaded = ckpt.load_classifier(tmp_path / "split" / "classifier.pt")
+    assert loaded.provenance["real_data"] == str(meldir)
+    assert isinstance(loaded.model, GenreClassifier)
+    with pytest.raises(GenreshiftError, match="started with --real"):
+        train_classifier(meldir, tmp_path / "split", resume=True,
+                         **{**common, "real": None})
+    with pytest.raises(GenreshiftError, match="--real-windows is 0"):
+        train_classifier(meldir, tmp_path / "other", **{**common,
+                                                        "config": replace(cfg, real_windows=0)})
 
 
 def test_resume_refuses_other_data_settings(meldir: Path, tmp_path: Path) -> None:

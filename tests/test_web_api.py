@@ -49,7 +49,8 @@ def write_tiny_models(folder: Path) -> Path:
                             a=Domain("rest", rest), b=Domain(target, (target,)),
                             provenance=ckpt.provenance("test", steps=7))
     torch.manual_seed(3)
-    ccfg = ClassifierConfig(n_classes=len(GENRES), channels=4, n_blocks=2, frames=32)
+    # three blocks: reference mode reads its style from three (StyleConfig.blocks)
+    ccfg = ClassifierConfig(n_classes=len(GENRES), channels=4, n_blocks=3, frames=32)
     ckpt.save_classifier(folder / "classifier.pt", model=GenreClassifier(ccfg).eval(),
                          config=ccfg, mel_config=MelConfig(), genres=list(GENRES),
                          provenance=ckpt.provenance("test", steps=1))

@@ -96,6 +96,21 @@ def default_models_dir() -> Path:
     return packaged_models_dir()
 
 
+# Reference mode's style model in a model folder (`make default-models`): a genre classifier
+# whose features were also trained on real recordings (`train classifier --real`), kept apart
+# from classifier.pt so that source detection, and the classifier that judges conversions, stay
+# as they were.
+STYLE_MODEL_FILE = "style.pt"
+
+
+def style_model_path(folder: str | Path | None = None) -> Path:
+    """The classifier of reference mode's style space in ``folder`` (default: the default model
+    folder): its style.pt, or its classifier.pt where there is no style.pt."""
+    folder = default_models_dir() if folder is None else Path(folder)
+    style_file = folder / STYLE_MODEL_FILE
+    return style_file if style_file.is_file() else folder / "classifier.pt"
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -289,6 +304,8 @@ def scan_models(models_dir: str | Path | None = None, *,
             raise GenreshiftError(f"--models {d}: no such folder; give the folder that holds "
                                   "the converter checkpoints (*.pt)")
         for f in sorted(d.glob("*.pt")) if d.is_dir() else []:
+            if f.name == STYLE_MODEL_FILE:  # reference mode's (torch only): not read here
+                continue
             try:
                 ck, onnx = _read_header(f)
                 if ck.get("kind") == "converter":

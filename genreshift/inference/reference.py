@@ -275,13 +275,14 @@ def _load_style_model(path: str, device: str) -> Classifier:
     return clf
 
 
-def default_style_model() -> Path:
-    """The classifier whose activations are the style space: the default model folder's
-    (``$GENRESHIFT_MODELS`` or the packaged checkpoints), so a retrained classifier shipped
-    there is picked up by reference mode too."""
-    from genreshift.inference.convert import default_models_dir
+def default_style_model(folder: Path | None = None) -> Path:
+    """The classifier whose activations are the style space: the model folder's style.pt (the
+    classifier trained on real recordings too), or its classifier.pt where there is none, so a
+    retrained model shipped there is picked up by reference mode. ``folder``: default the
+    default model folder (``$GENRESHIFT_MODELS`` or the packaged checkpoints)."""
+    from genreshift.inference.convert import style_model_path
 
-    return default_models_dir() / "classifier.pt"
+    return style_model_path(folder)
 
 
 def resolve_style_model(model: GenreClassifier | Classifier | str | Path | None,

@@ -46,9 +46,13 @@ class GenreClassifier(nn.Module):
         if mel.shape[-1] < self.config.min_frames:
             raise ValueError(f"classifier needs at least {self.config.min_frames} frames, "
                              f"got {mel.shape[-1]}")
+        return self.fc(self.dropout(self.embed(mel)))
+
+    def embed(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] -> [B, 2 * C], the pooled features the last layer reads (mean and
+        max over time of the frequency-averaged last block). Shapes are checked by forward."""
         h = self.features(mel.unsqueeze(1)).mean(dim=2)  # [B, C, T']
-        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
-        return self.fc(self.dropout(pooled))
+        return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
 
 
 def split_windows(mel: torch.Tensor, frames: int, hop: int | None = None) -> torch.Tensor:

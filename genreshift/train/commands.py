@@ -92,7 +92,8 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
                                         **_given(args, ClassifierConfig, "m_")})
     genres = [g.strip() for g in args.genres.split(",") if g.strip()] if args.genres else None
     state = train_classifier(args.data, args.out, genres=genres, config=config, model=model,
-                             resume=args.resume, stop_at=args.stop_at, progress=not args.quiet)
+                             real=args.real, resume=args.resume, stop_at=args.stop_at,
+                             progress=not args.quiet)
     if _is_main_process():
         print(f"classifier at step {state.step} of {config.steps}: "
               f"{os.path.join(args.out, INFERENCE_FILE)}")
@@ -208,6 +209,11 @@ def add_train_parsers(train_sub: argparse._SubParsersAction) -> None:
     _add_run_options(p)
     p.add_argument("--genres", metavar="G1,G2,...", default=None,
                    help="classes (default: every genre of the data)")
+    p.add_argument("--real", metavar="MELDIR", default=None,
+                   help="mel directory of real recordings (`data real`, then `data tensors`): "
+                        "with --real-windows N, N excerpts a step train the features "
+                        "contrastively (two positions of one excerpt against the others), "
+                        "so that reference mode's style space knows real music")
     _add_fields(p.add_argument_group("training"), ClassifierTrainConfig, "t_", "")
     _add_fields(p.add_argument_group("model"), ClassifierConfig, "m_", "")
     p.set_defaults(func=cmd_train_classifier)

@@ -116,6 +116,13 @@ class ClassifierTrainConfig(_Config):
     decay_start: float = _opt(0.3, "fraction of the steps after which the learning rate "
                               "decays linearly to 0")
     label_smoothing: float = _opt(0.1, "cross-entropy label smoothing")
+    real_windows: int = _opt(0, "excerpts of real recordings (--real MELDIR) per step for the "
+                             "contrastive term: each is drawn at two positions, which the "
+                             "network must tell apart from the other excerpts' (0: none; "
+                             "ignored without --real)")
+    contrastive: float = _opt(1.0, "weight of the contrastive (InfoNCE) term on the real "
+                              "excerpts, next to the genre cross-entropy")
+    temperature: float = _opt(0.1, "temperature of the contrastive term's cosine similarities")
     augment: bool = _opt(True, "augment training windows: random gain (+-6 dB) and a short "
                          "time mask (see genreshift.data.windows)")
     seed: int = _opt(0, "seed of initialisation, windows and augmentation")
@@ -136,6 +143,11 @@ class ClassifierTrainConfig(_Config):
             problems.append("val_windows must be >= 1")
         if not 0.0 <= self.label_smoothing < 1.0 or self.lr < 0 or self.weight_decay < 0:
             problems.append("need label_smoothing in [0, 1), lr and weight_decay >= 0")
+        if self.real_windows < 0 or self.real_windows == 1:
+            problems.append("real_windows must be 0 or >= 2 (the contrastive term needs "
+                            "another excerpt to compare with)")
+        if self.contrastive < 0 or self.temperature <= 0:
+            problems.append("need contrastive >= 0 and temperature > 0")
         if problems:
             raise GenreshiftError(f"invalid classifier training config: {'; '.join(problems)}")
 
@@ -143,7 +155,7 @@ class ClassifierTrainConfig(_Config):
 # What a run stored before a field existed trained with: the content, paired and real-data
 # terms came later, and their absence means they were off.
 LEGACY_TRAIN_VALUES = {"content_chroma": 0.0, "content_onset": 0.0, "paired": 0.0,
-                       "real_windows": 0}
+                       "real_windows": 0, "contrastive": 1.0, "temperature": 0.1}
 
 
 def changed_fields(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +327,9 @@ def stored_configs(out: str | Path) -> dict[str, dict] | None:
     ck = loop.stored_run(out, "converter")
     if ck is None:
         return None
-    return {"train": {**LEGACY_TRAIN_VALUES, **ck["resume"]["train_config"]},
+    legacy = {k: v for k, v in LEGACY_TRAIN_VALUES.items()
+              if k in {f.name for f in fields(TrainConfig)}}
+    return {"train": {**legacy, **ck["resume"]["train_config"]},
             "generator": GeneratorConfig.stored(ck["model_config"]).to_dict(),
             "discriminator": ck["resume"]["discriminator_config"], "domains": ck["domains"]}
 

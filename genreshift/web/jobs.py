@@ -479,7 +479,9 @@ class Converter:
         else:
             from genreshift.inference.reference import ReferenceSettings
 
-            settings = ReferenceSettings(Path(job.reference_path), strength=job.strength)
+            # the style model of the folder the page serves (style.pt, else classifier.pt)
+            settings = ReferenceSettings(Path(job.reference_path), strength=job.strength,
+                                         style_model=tconv.style_model_path(self._folder()))
         request = pipeline.Request(Path(job.input_path),
                                    pipeline.OutputOptions(Path(job.result_path), fmt="wav"),
                                    settings, device=self.device)
