@@ -567,7 +567,8 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
                    help="the classifier of --style-space classifier/both (default: "
                         "style.pt of the model folder, the classifier trained on real "
                         "recordings too, or its classifier.pt where there is none)")
-    g.add_argument("--steps", type=int, help="optimisation steps (default 30)")
+    g.add_argument("--steps", type=int, help="optimisation steps per window (default 100 "
+                                             "with --style-space both, 30 with the others)")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], help="default lbfgs")
     _add_reconstruction_options(
         p, seed_help="seed of reference mode's random features and of --init random (same "
