@@ -40,17 +40,21 @@ class GenreClassifier(nn.Module):
         self.fc = nn.Linear(2 * cin, config.n_classes)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self.check_input(mel)
+        return self.fc(self.dropout(self.embed(mel)))
+
+    def check_input(self, mel: torch.Tensor) -> None:
+        """Raise ValueError unless ``mel`` is [batch, n_mels, frames >= min_frames]."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"classifier expects [batch, {self.config.n_mels}, frames], "
                              f"got {tuple(mel.shape)}")
         if mel.shape[-1] < self.config.min_frames:
             raise ValueError(f"classifier needs at least {self.config.min_frames} frames, "
                              f"got {mel.shape[-1]}")
-        return self.fc(self.dropout(self.embed(mel)))
 
     def embed(self, mel: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, T] -> [B, 2 * C], the pooled features the last layer reads (mean and
-        max over time of the frequency-averaged last block). Shapes are checked by forward."""
+        max over time of the frequency-averaged last block). Shapes: see check_input."""
         h = self.features(mel.unsqueeze(1)).mean(dim=2)  # [B, C, T']
         return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
 

@@ -64,9 +64,7 @@ class ContrastiveNet(nn.Module):
 
     def forward(self, x: torch.Tensor, n_labelled: int) -> tuple[torch.Tensor, torch.Tensor]:
         clf = self.classifier
-        if x.dim() != 3 or x.shape[1] != clf.config.n_mels:
-            raise ValueError(f"classifier expects [batch, {clf.config.n_mels}, frames], "
-                             f"got {tuple(x.shape)}")
+        clf.check_input(x)
         pooled = clf.embed(x)
         logits = clf.fc(clf.dropout(pooled[:n_labelled]))
         return logits, F.normalize(self.head(pooled[n_labelled:]).float(), dim=-1)
@@ -91,10 +89,7 @@ class TwoViewSampler(rtm.WindowSampler):
     they are independent positions (and augmentations) in the same excerpt."""
 
     def views(self, size: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        picks = []
-        for g in torch.randint(len(self.by_genre), (size,), generator=self.generator).tolist():
-            pool = self.by_genre[g]
-            picks.append(int(pool[int(torch.randint(len(pool), (), generator=self.generator))]))
+        picks = self.pick(size)
         out = []
         for epoch in (2 * step, 2 * step + 1):
             self.windows.set_epoch(epoch)

@@ -308,15 +308,19 @@ class WindowSampler:
         self.by_genre = [ix for ix in self.by_genre if len(ix)]
         self.generator = torch.Generator().manual_seed(seed)
 
+    def pick(self, size: int) -> list[int]:
+        """``size`` window indices: a genre uniformly, then one of its windows, each."""
+        genres = torch.randint(len(self.by_genre), (size,), generator=self.generator)
+        picks = []
+        for g in genres.tolist():
+            pool = self.by_genre[g]
+            picks.append(int(pool[int(torch.randint(len(pool), (), generator=self.generator))]))
+        return picks
+
     def batch(self, size: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """([size, n_mels, frames] float32, [size] genre index) for ``step``."""
         self.windows.set_epoch(step)
-        genres = torch.randint(len(self.by_genre), (size,), generator=self.generator)
-        items = []
-        for g in genres.tolist():
-            pool = self.by_genre[g]
-            j = int(torch.randint(len(pool), (), generator=self.generator))
-            items.append(self.windows[int(pool[j])])
+        items = [self.windows[i] for i in self.pick(size)]
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
     def state_dict(self) -> dict:
