@@ -19,15 +19,17 @@ the scratch folder instead (which is then kept), with the failing command's log.
 Each finished section is saved in the scratch folder as it ends (sections/NAME.json: its
 Markdown, wall time, load, plots and reports). A run that was stopped (killed, a session's
 end, a failed section) goes on with `--work DIR --resume` and the same arguments: the saved
-sections are taken as they are and only the rest run. A run resumed at another commit, with
-other sizes or another corpus, is refused, so every number still belongs to one commit.
+sections are taken as they are and only the rest run. A run resumed with other code (any
+tracked file under CODE_PATHS but Markdown), other sizes or another corpus is refused, so
+every number still belongs to one version of the code; commits of documentation between the
+processes do not count.
 
     benchmarks/run_all --work /tmp/bench                  # stopped after a few sections
     benchmarks/run_all --work /tmp/bench --resume         # runs the remaining ones
 
 The sections folder is self-contained (Markdown with `$WORK` for the scratch folder, plots
 copied next to the JSON), so a run can span machines: copy `sections/` into a new --work
-folder, check out the same commit, and --resume. The corpus is then rendered (and timed)
+folder, check out a commit with the same code, and --resume. The corpus is then rendered (and timed)
 again, since the later sections read it.
 
 Written by hand: no benchmark runner does "run these scripts, keep their Markdown, stamp it".
@@ -79,6 +81,9 @@ class Sizes:
     # the same conversions again with other options: the rhythm modes against the default
     # replace (issue 13), reference mode's classifier style space against random (issue 16)
     real_variants: str = "to:--rhythm keep;to:--rhythm add;like:--style-space random"
+    # trained mode with the models from before the real-recordings work (issue 12), taken out
+    # of git: the same conversions, so both model sets are judged on the same clips
+    real_previous: bool = True
     methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
@@ -115,7 +120,8 @@ class Sizes:
 
 
 QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eval_tunes=1,
-              heldout_tunes=1, real_modes="", real_variants="", gram_tunes=1,
+              heldout_tunes=1, real_modes="", real_variants="", real_previous=False,
+              gram_tunes=1,
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
               convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
               recon_clips=1, recon_seconds=3.0, rhythm_seconds=6.0, rhythm_tempi="110",
@@ -401,6 +407,41 @@ def run_real_variants(ctx: Context) -> str:
                                           "--work", ctx.work / "real_variants"])
 
 
+# The default models before the real-recordings work (issue 12): trained on the dry
+# two-font corpus of 2026-11-22, five targets (no lofi). The last commit that ships them.
+PREVIOUS_MODELS_COMMIT = "8a6ef6ca06539dde17606b548a057c219ac79215"
+PREVIOUS_MODELS_LABEL = "2026-11-22"
+
+
+def previous_models(folder: Path) -> Path | None:
+    """The .pt files of checkpoints/ at PREVIOUS_MODELS_COMMIT, written to ``folder``; None
+    where this clone lacks that commit (a shallow clone)."""
+    names = _git("ls-tree", "--name-only", PREVIOUS_MODELS_COMMIT, "checkpoints/").split()
+    names = [n for n in names if n.endswith(".pt")]
+    if not names:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        blob = subprocess.run(["git", "show", f"{PREVIOUS_MODELS_COMMIT}:{name}"], cwd=ROOT,
+                              capture_output=True, check=True).stdout
+        (folder / Path(name).name).write_bytes(blob)
+    return folder
+
+
+def run_real_previous(ctx: Context) -> str:
+    s = ctx.sizes
+    if not s.real_previous:
+        return "Not asked for (`real_previous` is off).\n"
+    folder = previous_models(ctx.work / f"models-{PREVIOUS_MODELS_LABEL}")
+    if folder is None:
+        return (f"Not run: this clone lacks commit {PREVIOUS_MODELS_COMMIT[:7]} (the models "
+                f"of {PREVIOUS_MODELS_LABEL}); run from a full clone.\n")
+    return _script(ctx, "real_music.py", ["--models", folder, "--label", PREVIOUS_MODELS_LABEL,
+                                          "--modes", "to", "--targets", s.targets,
+                                          "--per-clip", s.real_per_clip, "--no-detection",
+                                          "--work", ctx.work / "real_previous"])
+
+
 def run_ablation(ctx: Context) -> str:
     s = ctx.sizes
     args = ["--data", ctx.corpus, "--tunes", s.eval_tunes, "--jobs", s.jobs]
@@ -640,6 +681,14 @@ SECTIONS = [
             "`both` (the classifier's conv activations with the random filters; row `like`, "
             "defaults, above). Judged the same way.",
             run_real_variants),
+    Section("real_previous", "Real recordings: the models before the real-recordings work",
+            "The trained-mode conversions of the first section on real recordings (the same "
+            "clips and targets, drawn by real_eval.py from its seed), made by the default "
+            f"models of {PREVIOUS_MODELS_LABEL} (commit {PREVIOUS_MODELS_COMMIT[:7]}: dry mono "
+            "renderings from two SoundFonts, no real recordings, no content loss) instead of "
+            "the shipped ones (row `to`, defaults, there). Those models have no lofi "
+            "converter: conversions to lofi fail and are left out of their row.",
+            run_real_previous),
     Section("ablation", "What each part of the real-recordings work bought",
             "One target, short runs trained five ways on the same tunes (`make ablation`): "
             "everything, and everything but corpus realism (the --dry corpus), real recordings "
@@ -751,6 +800,20 @@ def _git(*args: str) -> str:
     return r.stdout.strip()
 
 
+# What a saved section's numbers depend on: the code, the models and the build, not the
+# documentation or the results written back (BENCHMARKS.md, plots, saved sections), so that
+# a commit of notes during a long run does not void what it already measured.
+CODE_PATHS = ("genreshift/", "benchmarks/", "examples/", "Makefile", "pyproject.toml")
+
+
+def _code_signature() -> str:
+    """A hash of every tracked file under CODE_PATHS at HEAD, less Markdown and
+    benchmarks/results/."""
+    rows = [row for row in _git("ls-tree", "-r", "HEAD", "--", *CODE_PATHS).splitlines()
+            if not row.endswith(".md") and "\tbenchmarks/results/" not in row]
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
 def _machine() -> str:
     import torch
 
@@ -859,7 +922,8 @@ def main(argv: list[str] | None = None) -> int:
     # uncommitted changes count by their diff, so a resume never mixes two versions of them
     changes = (hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()[:16] if dirty
                else None)
-    signature = {"commit": commit, "changes": changes, "sizes": dataclasses.asdict(sizes),
+    signature = {"code": _code_signature(), "changes": changes,
+                 "sizes": dataclasses.asdict(sizes),
                  "corpus": str(args.corpus.resolve()) if args.corpus else None,
                  "quick": args.quick}
     saved = _saved_sections(work, signature) if args.resume else {}
@@ -910,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {times[sec.name][0]:.0f} s", flush=True)
         if sec.name not in failed:
             _save_section(work, sec.name, signature, {
-                "started": sec_started.isoformat(),
+                "started": sec_started.isoformat(), "commit": commit,
                 "body": bodies[sec.name].replace(str(work), "$WORK"),
                 "times": times[sec.name],
                 "reports": {k: v for k, v in ctx.reports.items() if k not in reports0}},
@@ -932,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
            + (f"; corpus reused from {_rel(args.corpus)}" if args.corpus else "")]
           if args.only is not None or args.set or args.corpus else []),
         *([f"- Resumed run: {', '.join(resumed)} measured by an earlier process of the same "
-           "run (same commit and sizes, `--resume`); the total is the sum of the sections' "
+           "run (same code and sizes, `--resume`); the total is the sum of the sections' "
            "wall times"] if resumed else []),
         f"- Machine: {_machine()}",
         "- `$WORK` below: the run's scratch folder "
@@ -996,7 +1060,7 @@ def _save_section(work: Path, name: str, signature: dict, record: dict,
 
 
 def _saved_sections(work: Path, signature: dict) -> dict[str, dict]:
-    """The sections an earlier run of the same commit and arguments finished in `work`."""
+    """The sections an earlier run of the same code and arguments finished in `work`."""
     folder = work / "sections"
     saved: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -1008,12 +1072,13 @@ def _saved_sections(work: Path, signature: dict) -> dict[str, dict]:
         theirs, ours = rec.get("signature", {}), json.loads(json.dumps(signature))
         what = [k for k in ours if theirs.get(k) != ours[k]]
         if what:
-            shown = {"commit": "commit", "changes": "uncommitted changes", "sizes": "sizes",
+            shown = {"code": "code (a commit that changed more than documentation)",
+                     "changes": "uncommitted changes", "sizes": "sizes",
                      "corpus": "--corpus", "quick": "--quick"}
             raise SystemExit(
                 f"error: --resume: section {path.stem} in {work} was measured with other "
-                f"{', '.join(shown[k] for k in what)} (it has commit {theirs.get('commit')}); "
-                "resume with the same commit and arguments, or start a new --work folder")
+                f"{', '.join(shown[k] for k in what)} (measured at commit {rec.get('commit')}); "
+                "resume with the same code and arguments, or start a new --work folder")
         saved[path.stem] = rec
     if not saved:
         print(f"run_all: --resume: nothing saved in {work} yet; running every section",

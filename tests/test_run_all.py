@@ -102,3 +102,31 @@ def test_a_stopped_run_resumes_with_its_saved_sections(tmp_path: Path) -> None:
     assert not out.exists()
     r = run_all("--resume", "--out", out)
     assert r.returncode == 2 and "--resume needs --work" in r.stderr
+
+
+def test_code_signature_ignores_documentation_commits(tmp_path: Path, monkeypatch) -> None:
+    """A resumed run keeps its sections across commits of notes, not across code changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all_mod", ROOT / "benchmarks" / "run_all.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all_mod", mod)  # its dataclasses look it up
+    spec.loader.exec_module(mod)
+    repo = tmp_path / "repo"
+    (repo / "genreshift").mkdir(parents=True)
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+
+    def commit(path: str, text: str) -> str:
+        (repo / path).write_text(text)
+        for cmd in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                   "-qm", path]):
+            subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+        return mod._code_signature()
+
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    monkeypatch.setattr(mod, "ROOT", repo)
+    first = commit("genreshift/a.py", "x = 1\n")
+    assert commit("README.md", "notes\n") == first
+    assert commit("genreshift/MODEL_CARD.md", "card\n") == first
+    assert commit("benchmarks/results/plot.png", "png\n") == first
+    assert commit("genreshift/a.py", "x = 2\n") != first
