@@ -22,7 +22,7 @@ end, a failed section) goes on with `--work DIR --resume` and the same arguments
 sections are taken as they are and only the rest run. A run resumed with other code (any
 tracked file under CODE_PATHS but Markdown), other sizes or another corpus is refused, so
 every number still belongs to one version of the code; commits of documentation between the
-processes do not count.
+processes do not count, nor do uncommitted edits of them.
 
     benchmarks/run_all --work /tmp/bench                  # stopped after a few sections
     benchmarks/run_all --work /tmp/bench --resume         # runs the remaining ones
@@ -804,6 +804,7 @@ def _git(*args: str) -> str:
 # documentation or the results written back (BENCHMARKS.md, plots, saved sections), so that
 # a commit of notes during a long run does not void what it already measured.
 CODE_PATHS = ("genreshift/", "benchmarks/", "examples/", "Makefile", "pyproject.toml")
+CODE_EXCLUDES = (":(exclude,glob)**/*.md", ":(exclude)benchmarks/results/")
 
 
 def _code_signature() -> str:
@@ -812,6 +813,12 @@ def _code_signature() -> str:
     rows = [row for row in _git("ls-tree", "-r", "HEAD", "--", *CODE_PATHS).splitlines()
             if not row.endswith(".md") and "\tbenchmarks/results/" not in row]
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def _code_changes() -> str | None:
+    """A hash of the uncommitted diff of the same files as _code_signature, or None."""
+    diff = _git("diff", "HEAD", "--", *CODE_PATHS, *CODE_EXCLUDES)
+    return hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None
 
 
 def _machine() -> str:
@@ -920,8 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, tuple[float, float, float]] = {}
     failed: list[str] = []
     # uncommitted changes count by their diff, so a resume never mixes two versions of them
-    changes = (hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()[:16] if dirty
-               else None)
+    changes = _code_changes()
     signature = {"code": _code_signature(), "changes": changes,
                  "sizes": dataclasses.asdict(sizes),
                  "corpus": str(args.corpus.resolve()) if args.corpus else None,

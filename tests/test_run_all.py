@@ -129,4 +129,14 @@ def test_code_signature_ignores_documentation_commits(tmp_path: Path, monkeypatc
     assert commit("README.md", "notes\n") == first
     assert commit("genreshift/MODEL_CARD.md", "card\n") == first
     assert commit("benchmarks/results/plot.png", "png\n") == first
-    assert commit("genreshift/a.py", "x = 2\n") != first
+    second = commit("genreshift/a.py", "x = 2\n")
+    assert second != first
+    # uncommitted edits: of the notes, nothing; of the code, a hash of their diff
+    (repo / "README.md").write_text("more notes\n")
+    (repo / "benchmarks" / "results" / "plot.png").write_text("png 2\n")
+    assert mod._code_changes() is None
+    (repo / "genreshift" / "a.py").write_text("x = 3\n")
+    changed = mod._code_changes()
+    assert changed is not None and mod._code_signature() == second
+    (repo / "genreshift" / "a.py").write_text("x = 4\n")
+    assert mod._code_changes() not in (None, changed)
