@@ -142,9 +142,11 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "uncommitted"
-    print(f"{len(clips)} clips, {sum(len(c) for c in clips) / 22_050:.0f} s of audio; "
-          f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}, "
-          f"commit {commit}\n")
+    # the round-trip table's clips; an oracle-only run (--skip-roundtrip) reads none
+    clip_note = ("" if args.skip_roundtrip else
+                 f"{len(clips)} clips, {sum(len(c) for c in clips) / 22_050:.0f} s of audio; ")
+    print(f"{clip_note}torch {torch.__version__}, {args.threads} threads, "
+          f"{platform.processor() or 'cpu'}, commit {commit}\n")
     if args.paired:
         pairs = paired_clips(args.paired, args.paired_tunes, args.seconds)
         print(f"Oracle conversion: {len(pairs)} (genre A -> genre B) pairs of the same tune; "
