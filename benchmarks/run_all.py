@@ -821,6 +821,23 @@ def _code_changes() -> str | None:
     return hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None
 
 
+def _cpu_check() -> float:
+    """Seconds one core takes for a fixed piece of work (numpy's single-threaded FFT of 2**20
+    samples, 16 times; best of 3), timed before each section. Wall times from runs on
+    different days, or from sections of one resumed run, compare only with this next to them:
+    the same code has run 2-3x slower on this shared machine."""
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal(2**20).astype(np.float32)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(16):
+            np.fft.rfft(x)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _machine() -> str:
     import torch
 
@@ -924,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     t_start = time.perf_counter()
     bodies: dict[str, str] = {}
-    times: dict[str, tuple[float, float, float]] = {}
+    times: dict[str, tuple[float, ...]] = {}
     failed: list[str] = []
     # uncommitted changes count by their diff, so a resume never mixes two versions of them
     changes = _code_changes()
@@ -958,6 +975,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] {sec.name}: saved by the earlier run, "
                   "taken as it is", flush=True)
             continue
+        check = _cpu_check()
         load0, t0 = os.getloadavg()[0], time.perf_counter()
         reports0, pngs0 = set(ctx.reports), len(ctx.pngs)
         sec_started = dt.datetime.now(dt.timezone.utc)
@@ -976,7 +994,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(sec.name)
             bodies[sec.name] = f"**FAILED**: {e}\n"
             print(f"  FAILED: {e}", file=sys.stderr, flush=True)
-        times[sec.name] = (time.perf_counter() - t0, load0, os.getloadavg()[0])
+        times[sec.name] = (time.perf_counter() - t0, load0, os.getloadavg()[0], check)
         print(f"  {times[sec.name][0]:.0f} s", flush=True)
         if sec.name not in failed:
             _save_section(work, sec.name, signature, {
@@ -986,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reports": {k: v for k, v in ctx.reports.items() if k not in reports0}},
                 ctx.pngs[pngs0:])
     # the sections' own wall times: a resumed run's file counts the earlier process's too
-    total = sum(w for w, _, _ in times.values()) if resumed else time.perf_counter() - t_start
+    total = sum(t[0] for t in times.values()) if resumed else time.perf_counter() - t_start
 
     header = [
         "# genreshift benchmarks", "",
@@ -1008,14 +1026,18 @@ def main(argv: list[str] | None = None) -> int:
         "- `$WORK` below: the run's scratch folder "
         f"({'kept' if args.keep else 'deleted at the end'})",
         "- Load average (1 min) before and after each section is given with it: on a shared "
-        "machine, wall times are upper bounds.", "",
-        "| section | wall time (s) | load before → after |", "|---|---:|---|",
+        "machine, wall times are upper bounds. So is a CPU check: the seconds one core took for "
+        "a fixed piece of work just before the section (numpy FFT of 2^20 samples x 16, best "
+        "of 3); a larger one means a slower machine, so compare timings across runs, or "
+        "across the sections of a resumed one, only next to it.", "",
+        "| section | wall time (s) | load before → after | CPU check (s) |", "|---|---:|---|---:|",
     ]
     for sec in SECTIONS:
         if sec.name in times:
-            w, l0, l1 = times[sec.name]
+            w, l0, l1, *rest = times[sec.name]  # sections saved before the check have none
+            check = f"{rest[0]:.3f}" if rest else "—"
             header.append(f"| [{sec.title}](#{_anchor(sec.title)}) | {w:.0f} | "
-                          f"{l0:.2f} → {l1:.2f} |")
+                          f"{l0:.2f} → {l1:.2f} | {check} |")
     parts = ["\n".join(header) + "\n"]
     for sec in SECTIONS:
         if sec.name in bodies:

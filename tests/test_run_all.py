@@ -83,10 +83,19 @@ def test_a_stopped_run_resumes_with_its_saved_sections(tmp_path: Path) -> None:
     assert saved["body"].replace(str(work), "$WORK") in text
     assert "## Trained mode: windowed against one-piece output" in text
     assert (work / "sections" / "window_seams.json").is_file()
+    # each row carries the CPU check taken before its section: the saved one for a saved section
+    rows = dict(re.findall(r"^\| \[([^]]+)\]\(#[^)]*\) \|.*\| ([0-9.]+|—) \|$", text, re.M))
+    assert rows["Synthetic corpus: rendering speed"] == f"{saved['times'][3]:.3f}"
+    assert float(rows["Trained mode: windowed against one-piece output"]) > 0
     # another machine: only sections/ travels; the corpus is rendered again, the rest is taken
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.copytree(work / "sections", moved / "sections")
+    # a section saved before the CPU check existed (three times, no check) still resumes
+    seams = moved / "sections" / "window_seams.json"
+    rec = json.loads(seams.read_text())
+    rec["times"] = rec["times"][:3]
+    seams.write_text(json.dumps(rec))
     out.unlink()
     r = run_all("--quick", "--only", "corpus,window_seams", "--work", moved, "--keep",
                 "--resume", "--out", out)
@@ -94,6 +103,8 @@ def test_a_stopped_run_resumes_with_its_saved_sections(tmp_path: Path) -> None:
     assert "rendering it again" in r.stdout and "window_seams: saved by" in r.stdout
     assert (moved / "synth" / "metadata.csv").is_file()
     assert "Resumed run: window_seams measured" in out.read_text()
+    assert re.search(r"^\| \[Trained mode: windowed against one-piece output\].* \| — \|$",
+                     out.read_text(), re.M)
     # other sizes would mix two measurements in one file: refused, nothing written
     out.unlink()
     r = run_all("--quick", "--set", "seams_every=2", "--only", "window_seams", "--work", work,
