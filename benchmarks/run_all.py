@@ -1026,10 +1026,10 @@ def main(argv: list[str] | None = None) -> int:
         "- `$WORK` below: the run's scratch folder "
         f"({'kept' if args.keep else 'deleted at the end'})",
         "- Load average (1 min) before and after each section is given with it: on a shared "
-        "machine, wall times are upper bounds. So is a CPU check: the seconds one core took for "
-        "a fixed piece of work just before the section (numpy FFT of 2^20 samples x 16, best "
-        "of 3); a larger one means a slower machine, so compare timings across runs, or "
-        "across the sections of a resumed one, only next to it.", "",
+        "machine, wall times are upper bounds. Each row also gives a CPU check: the seconds one "
+        "core took for a fixed piece of work just before the section (numpy FFT of 2^20 "
+        "samples x 16, best of 3); a larger one means a slower machine, so compare timings "
+        "across runs, or across the sections of a resumed one, only next to it.", "",
         "| section | wall time (s) | load before → after | CPU check (s) |", "|---|---:|---|---:|",
     ]
     for sec in SECTIONS:
