@@ -68,9 +68,10 @@ CLASSIFIER_STEPS ?= 600
 # contrastive term on STYLE_REAL_WINDOWS real excerpts a step (`train classifier --real`).
 STYLE_STEPS ?= 600
 STYLE_REAL_WINDOWS ?= 16
-CONVERTER_STEPS ?= 350
-# Batches sized for the 2-core budget: a step of batch 2 (+1 real window) costs about 2.4
-# core-seconds here; the TrainConfig defaults (4 + 2) double that.
+CONVERTER_STEPS ?= 1200
+# Batches sized for the 2-core budget: a step of batch 2 (+1 real window) costs about 1.1
+# core-seconds here (4.5 s a step per process with the eight jobs on the 2 cores, kernel
+# autogroup off: docs/TRAINING_2026-12-04.md); the TrainConfig defaults (4 + 2) double that.
 CONVERTER_OPTS ?= --batch-size 2 --real-windows 1
 JOBS ?= 8
 # A directory of earlier converter runs (rest-GENRE/resume.pt) that new runs warm-start from:
@@ -154,7 +155,10 @@ ABLATION_GENRE ?= rock
 ABLATION_STEPS ?= $(CONVERTER_STEPS)
 # Stop every variant here (its learning rate is still constant, as in the main run at that
 # step); 0 trains to ABLATION_STEPS.
-ABLATION_STOP ?= 100
+ABLATION_STOP ?= 300
+# Each variant is then calibrated like the shipped converters (validation split), so that
+# each is compared at its own best gain.
+ABLATION_CALIBRATE ?= --tunes 2 --seconds 10 --gains 1,2,3,4 --jobs 2
 ABLATION_VARIANTS ?= full dry noreal noresidual nopaired
 
 ablation: install
@@ -180,4 +184,6 @@ ablation: install
 	for v in $(ABLATION_VARIANTS); do mkdir -p $(RUNS)/ablation/models-$$v; \
 	  $(GS) train export $(RUNS)/ablation/$$v/converter.pt \
 	    $(RUNS)/ablation/models-$$v/rest-to-$(ABLATION_GENRE).pt --force; \
-	  cp $(MODELS)/classifier.pt $(RUNS)/ablation/models-$$v/ 2>/dev/null || true; done
+	  cp $(MODELS)/classifier.pt $(RUNS)/ablation/models-$$v/ 2>/dev/null || true; \
+	  $(GS) train calibrate $(RUNS)/ablation/models-$$v --data $(DATA)/synth $(ABLATION_CALIBRATE) \
+	    --report $(RUNS)/ablation/calibration-$$v.json -q; done
