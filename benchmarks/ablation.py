@@ -49,6 +49,11 @@ def main() -> int:
     corpus = ev.Corpus.open(args.data)
     pairs = [(g, args.genre) for g in corpus.genres() if g != args.genre]
     judge = ev.fit_feature_judge(corpus, seconds=args.seconds)
+    real_note = None
+    if args.real and not os.access(args.judge, os.X_OK):
+        real_note = (f"Real recordings not judged: no judge environment at {args.judge} "
+                     "(`bash ../shared/judge/setup.sh` makes it).")
+        args.real = False
     lines = ["| variant | what | steps | transfer, classifier | transfer, feature judge | "
              "LSD (dB) | chroma kept | onset F |"
              + (" real: target up | real: top 2 | real: median content |" if args.real else ""),
@@ -68,7 +73,7 @@ def main() -> int:
         m, floor = rep["overall"]["method"], rep["overall"]["floor"]
         row = (f"| {name} | {what} | {steps} | {m['cnn_hit']:.0%} | {m['judge_hit']:.0%} | "
                f"{m['lsd_db']:.2f} | {m['chroma']:.3f} | {m['onset_f']:.3f} |")
-        if args.real and os.access(args.judge, os.X_OK):
+        if args.real:
             out = Path("/tmp") / f"ablation_real_{name}.jsonl"
             subprocess.run([args.judge, str(SHARED / "judge" / "real_eval.py"), "--clips",
                             str(SHARED / "realmusic"), "--mode", "to", "--targets", args.genre,
@@ -86,6 +91,13 @@ def main() -> int:
                    f"chroma {floor['chroma']:.3f}, onset F {floor['onset_f']:.3f}, transfer "
                    f"{floor['cnn_hit']:.0%} / {floor['judge_hit']:.0%}.")
         out += ["", *lines]
+    if real_note:
+        out += ["", real_note]
+    elif args.real:
+        out += ["", f"Real columns: `../shared/judge/real_eval.py --mode to --targets "
+                f"{args.genre} --per-clip 1` on the 20 clips of ../shared/realmusic, each "
+                "variant's folder as --models (musicnn's score for the target family up, in "
+                "its top 2 of 8; median content)."]
     if missing:
         out += ["", f"Not trained here: {', '.join(missing)} (`make ablation` trains them; "
                 f"{time.strftime('%Y-%m-%d')})."]

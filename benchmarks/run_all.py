@@ -84,6 +84,7 @@ class Sizes:
     # trained mode with the models from before the real-recordings work (issue 12), taken out
     # of git: the same conversions, so both model sets are judged on the same clips
     real_previous: bool = True
+    ablation_real: bool = True  # the ablation's variants on the real clips too (judge needed)
     methods: str = "identity,eq,trained,reference"  # the comparison's methods
     eval_seconds: float | None = None  # whole clips
     gram_tunes: int = 2
@@ -121,7 +122,7 @@ class Sizes:
 
 QUICK = Sizes(tunes=6, seconds=5.0, genres="jazz,rock", targets="jazz,rock", eval_tunes=1,
               heldout_tunes=1, real_modes="", real_variants="", real_previous=False,
-              gram_tunes=1,
+              ablation_real=False, gram_tunes=1,
               gram_pairs="rock:jazz", gram_seconds=2.0, gram_steps=2, sweep_tunes=1, seams_every=1,
               convert_repeats=1, convert_seconds=5.0, convert_long_seconds=10.0,
               recon_clips=1, recon_seconds=3.0, rhythm_seconds=6.0, rhythm_tempi="110",
@@ -445,6 +446,8 @@ def run_real_previous(ctx: Context) -> str:
 def run_ablation(ctx: Context) -> str:
     s = ctx.sizes
     args = ["--data", ctx.corpus, "--tunes", s.eval_tunes, "--jobs", s.jobs]
+    if s.ablation_real:
+        args.append("--real")
     if s.eval_seconds is not None:
         args += ["--seconds", s.eval_seconds]
     return _script(ctx, "ablation.py", args)
