@@ -693,11 +693,13 @@ SECTIONS = [
             "converter: conversions to lofi fail and are left out of their row.",
             run_real_previous),
     Section("ablation", "What each part of the real-recordings work bought",
-            "One target, short runs trained five ways on the same tunes (`make ablation`): "
-            "everything, and everything but corpus realism (the --dry corpus), real recordings "
-            "in `rest`, the residual generator with the content loss, and the paired loss; "
-            "each judged on the held-out tunes of the produced corpus and on real "
-            "recordings. Reports the runs it finds and says how to make the missing ones.",
+            "One target, trained five ways on the same tunes (`make ablation`, the shipped "
+            "1 200 steps): everything, and everything but corpus realism (the --dry corpus), "
+            "real recordings in `rest`, the residual generator with the content loss, and the "
+            "paired loss; each judged on the held-out tunes of the produced corpus and on real "
+            "recordings (with the default `--rhythm replace` and with `--rhythm keep`, the "
+            "converter's change alone). Reports the runs it finds and says how to make the "
+            "missing ones.",
             run_ablation),
     Section("gram", "The published Gram baseline next to every method (short excerpts)",
             "The published audio style transfer (Ulyanov & Lebedev: log(1+|STFT|), one random "
