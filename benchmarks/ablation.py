@@ -6,7 +6,9 @@ target, five ways of training) judged side by side. Prints Markdown.
 Each variant's inference file is runs/ablation/models-<variant>/rest-to-<genre>.pt (written by
 `make ablation`, next to a copy of the shipped classifier). Synthetic: `genreshift evaluate
 --method trained` on the produced corpus's test split, every genre -> the target. Real (with
---real and the judge environment): `../shared/judge/real_eval.py --mode to --targets <genre>`.
+--real and the judge environment): `../shared/judge/real_eval.py --mode to --targets <genre>`,
+with the default convert options and again with `--rhythm keep` (the default `--rhythm
+replace` lays the same groove under every variant's output, which can hide how they differ).
 Variants that were not trained are listed with the command that makes them.
 """
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from real_music import DEFAULT_JUDGE, judge_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -29,6 +32,8 @@ VARIANTS = {
     "noresidual": "without the residual generator and the content loss",
     "nopaired": "without the paired loss",
 }
+# the convert options of the real columns: (column prefix, options)
+REAL_OPTIONS = (("real", ""), ("real, keep", "--rhythm keep"))
 
 
 def main() -> int:
@@ -41,7 +46,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=None, help="the first S s of each clip")
     ap.add_argument("--real", action="store_true", help="also judge on real recordings")
-    ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
+    ap.add_argument("--judge", default=DEFAULT_JUDGE)
     args = ap.parse_args()
 
     from genreshift.inference import evaluate as ev
@@ -50,15 +55,17 @@ def main() -> int:
     pairs = [(g, args.genre) for g in corpus.genres() if g != args.genre]
     judge = ev.fit_feature_judge(corpus, seconds=args.seconds)
     real_note = None
-    if args.real and not os.access(args.judge, os.X_OK):
-        real_note = (f"Real recordings not judged: no judge environment at {args.judge} "
-                     "(`bash ../shared/judge/setup.sh` makes it).")
+    if args.real and judge_missing(args.judge):
+        real_note = f"Real recordings not judged: {judge_missing(args.judge)}."
         args.real = False
+    real_options = REAL_OPTIONS if args.real else ()
     lines = ["| variant | what | steps | transfer, classifier | transfer, feature judge | "
              "LSD (dB) | chroma kept | onset F |"
-             + (" real: target up | real: top 2 | real: median content |" if args.real else ""),
-             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.real else "")]
+             + "".join(f" {c}: target up | {c}: top 2 | {c}: median content |"
+                       for c, _ in real_options),
+             "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(real_options)]
     missing = []
+    real_clips = set()
     floor = None
     for name, what in VARIANTS.items():
         folder = args.runs / f"models-{name}"
@@ -73,14 +80,16 @@ def main() -> int:
         m, floor = rep["overall"]["method"], rep["overall"]["floor"]
         row = (f"| {name} | {what} | {steps} | {m['cnn_hit']:.0%} | {m['judge_hit']:.0%} | "
                f"{m['lsd_db']:.2f} | {m['chroma']:.3f} | {m['onset_f']:.3f} |")
-        if args.real:
-            out = Path("/tmp") / f"ablation_real_{name}.jsonl"
+        for i, (_, options) in enumerate(real_options):
+            out = Path("/tmp") / f"ablation_real_{name}_{i}.jsonl"
             subprocess.run([args.judge, str(SHARED / "judge" / "real_eval.py"), "--clips",
                             str(SHARED / "realmusic"), "--mode", "to", "--targets", args.genre,
-                            "--per-clip", "1", "--extra", f"--models {folder}", "--out",
-                            str(out)], cwd=ROOT, capture_output=True, text=True, check=True)
+                            "--per-clip", "1", "--extra", f"--models {folder} {options}".strip(),
+                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           check=True)
             s = json.loads(out.read_text().strip().splitlines()[-1])
             n = s["conversions"] - s["failed"]
+            real_clips.add(s["conversions"])
             row += (f" {s['target_up']}/{n} | {s['target_top2']}/{n} | "
                     f"{s['median_content']:.2f} |")
         lines.append(row)
@@ -93,11 +102,15 @@ def main() -> int:
         out += ["", *lines]
     if real_note:
         out += ["", real_note]
-    elif args.real:
+    elif real_clips:
+        count = "/".join(str(c) for c in sorted(real_clips))
         out += ["", f"Real columns: `../shared/judge/real_eval.py --mode to --targets "
-                f"{args.genre} --per-clip 1` on the 20 clips of ../shared/realmusic, each "
-                "variant's folder as --models (musicnn's score for the target family up, in "
-                "its top 2 of 8; median content)."]
+                f"{args.genre} --per-clip 1` on the {count} clips of ../shared/realmusic whose "
+                f"family is not {args.genre}'s (real_eval.py converts a clip only to a family it "
+                "is not), each variant's folder as --models (musicnn's score for the target "
+                "family up, in its top 2 of 8; median content). Columns `real`: the default "
+                "convert options (`--rhythm replace`); `real, keep`: with `--rhythm keep`, the "
+                "converter's change alone."]
     if missing:
         out += ["", f"Not trained here: {', '.join(missing)} (`make ablation` trains them; "
                 f"{time.strftime('%Y-%m-%d')})."]

@@ -25,9 +25,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 # The clips' style families (MANIFEST.tsv) -> the classifier genres that count as right.
+DEFAULT_JUDGE = "/tmp/judge_venv/bin/python"  # what `bash ../shared/judge/setup.sh` builds
 FAMILY_GENRES = {"classical/orchestral": {"classical"}, "rock/metal": {"rock", "metal"},
                  "electronic/dance": {"electronic"}, "jazz/blues/lounge": {"jazz", "blues"},
                  "hip-hop/funk": {"hiphop"}, "folk/country": {"country"}}
+
+
+def judge_missing(judge: str) -> str | None:
+    """Why the real-music judge cannot run, in words (None when it can). Shared with
+    ablation.py, so that both sections say the same."""
+    if os.access(judge, os.X_OK):
+        return None
+    return (f"no judge environment at {judge}; build it with `bash ../shared/judge/setup.sh` "
+            "and run this section again")
 
 
 def parse_variant(text: str) -> tuple[str, str]:
@@ -130,7 +140,7 @@ def main() -> int:
                     help="one more run of mode to or like with these convert options, on the "
                          "same conversions (e.g. 'to:--rhythm keep'); repeatable")
     ap.add_argument("--clips", default=str(SHARED / "realmusic"))
-    ap.add_argument("--judge", default="/tmp/judge_venv/bin/python")
+    ap.add_argument("--judge", default=DEFAULT_JUDGE)
     ap.add_argument("--work", default="/tmp/genreshift-real-music")
     ap.add_argument("--no-detection", action="store_true")
     args = ap.parse_args()
@@ -138,9 +148,9 @@ def main() -> int:
         print(f"Not run: no real-music clips at {args.clips} (MANIFEST.tsv missing).")
         return 0
     out: list[str] = []
-    if not os.access(args.judge, os.X_OK):
-        out.append(f"Judge not run: {args.judge} does not exist; build it with "
-                   "`bash ../shared/judge/setup.sh` and run this section again.")
+    missing = judge_missing(args.judge)
+    if missing:
+        out.append(f"Judge not run: {missing}.")
     elif args.modes or args.variant:
         out += [  # run_all shows the command that ran this script
                 "Every row of modes to and like converts the same clips to the same targets "

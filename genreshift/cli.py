@@ -653,6 +653,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                ("judge_hit", "transfer (feature judge)", "{:.0%}"),
                                ("lsd_db", "LSD to the target rendering (dB)", "{:.2f}"),
                                ("chroma", "chroma similarity to input", "{:.3f}"),
+                               ("chroma_corr", "chroma correlation (CENS) to input",
+                                "{:.3f}"),
                                ("onset_f", "onset F-measure vs input", "{:.3f}"),
                                ("rtf", "real-time factor", "{:.3f}")):
             print(f"  {name:<34} {fmt.format(m[key])} ({fmt.format(fl[key])})")
@@ -669,7 +671,8 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                     "paired corpus (`genreshift data synth`) and measures transfer (the genre "
                     "classifier and an independent feature judge), distance to the real "
                     "rendering in the target genre (LSD), content kept (chroma similarity, "
-                    "onset F-measure) and speed, next to the reconstruction floor.")
+                    "CENS chroma correlation, onset F-measure) and speed, next to the "
+                    "reconstruction floor.")
     p.add_argument("--data", required=True, metavar="SYNTHDIR", help="the paired corpus")
     p.add_argument("--split", default="test", help="the split to evaluate (default test)")
     p.add_argument("--method", required=True, choices=METHODS)

@@ -41,6 +41,7 @@ def test_quick_run_writes_the_comparison(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "evaluate_summary.json").read_text())
     trained = summary["main"]["trained"]["overall"]["method"]
     assert f"| {trained['lsd_db']:.2f} (" in text
+    assert f"| {trained['chroma']:.3f} | {trained['chroma_corr']:.3f} |" in text
     for png in ("comparison.png", "comparison_short.png"):
         assert (tmp_path / png).stat().st_size > 10_000
         assert f"]({png})" in text

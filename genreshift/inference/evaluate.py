@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from genreshift import spectral
 from genreshift.inference import EVALUATE_METHODS
 from genreshift.errors import GenreshiftError
-from genreshift.inference.metrics import chroma_similarity, mel_lsd
+from genreshift.inference.metrics import chroma_correlation, chroma_similarity, mel_lsd
 from genreshift.spectral import MelConfig
 
 if TYPE_CHECKING:
@@ -227,8 +227,10 @@ def _summarise(rows: list[dict]) -> dict:
     if not rows:
         return {}
     out = {"clips": len(rows)}
-    for key in ("cnn_hit", "cnn_p", "judge_hit", "judge_p", "lsd_db", "chroma", "onset_f"):
-        out[key] = float(np.mean([r[key] for r in rows]))
+    for key in ("cnn_hit", "cnn_p", "judge_hit", "judge_p", "lsd_db", "chroma", "chroma_corr",
+                "onset_f"):
+        if all(key in r for r in rows):  # reports written before chroma_corr lack it
+            out[key] = float(np.mean([r[key] for r in rows]))
     out["rtf"] = float(np.sum([r["seconds_spent"] for r in rows])
                        / max(1e-9, np.sum([r["seconds"] for r in rows])))
     return out
@@ -288,6 +290,7 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
         cnn, feat = judges.judge(wav[0], sr, cfg)
         return {"cnn": cnn, "feat": feat, "mel": _mel(wav, sr, cfg)[0],
                 "chroma": chroma_similarity(audio[0], wav[0], sr),
+                "chroma_corr": chroma_correlation(audio[0], wav[0], sr),
                 "onset_f": onset_f_measure(audio[0], wav[0], sr),
                 "seconds": audio.shape[-1] / sr}
 
@@ -299,7 +302,8 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
                 "judge_hit": max(feat, key=feat.get) == target,
                 "judge_p": feat.get(target, 0.0), "judge_label": max(feat, key=feat.get),
                 "lsd_db": mel_lsd(truth, f["mel"], cfg), "chroma": f["chroma"],
-                "onset_f": f["onset_f"], "seconds": f["seconds"], "seconds_spent": spent}
+                "chroma_corr": f["chroma_corr"], "onset_f": f["onset_f"],
+                "seconds": f["seconds"], "seconds_spent": spent}
 
     rows, floor = [], []
     todo = [(s, d) for s, d in plan.pairs if s in renderings and d in renderings]

@@ -23,6 +23,12 @@ of a paired corpus (never its test split, never real recordings):
    classifier the converters were validated against, and never the real-music judge;
 3. the chosen gain is the smallest candidate whose transfer is within ``TOLERANCE`` of the
    best candidate's: a larger change is taken only where it buys transfer.
+
+Each candidate also reports the CENS chroma correlation (metrics.chroma_correlation), a
+stricter content measure than the chroma cosine of rule 1; it is reported, not yet part of the
+rule: on real music the cosine barely moves where the correlation falls
+(docs/experiments/2026-12-06-real-strength), and its threshold is still to be chosen on
+validation data.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Candidate:
     lsd_db: float  # to the paired ground truth
     chroma: float
     onset_f: float
+    chroma_corr: float | None = None  # CENS correlation; reported, not in the rule
 
     def keeps_content(self) -> bool:
         return self.chroma >= CONTENT_CHROMA and self.onset_f >= CONTENT_ONSET
@@ -81,7 +88,7 @@ def _summary(rows: list[dict], gain: float) -> Candidate:
     s = _summarise(rows)
     return Candidate(gain=gain, clips=s["clips"], judge_hit=s["judge_hit"],
                      cnn_hit=s["cnn_hit"], lsd_db=s["lsd_db"], chroma=s["chroma"],
-                     onset_f=s["onset_f"])
+                     onset_f=s["onset_f"], chroma_corr=s.get("chroma_corr"))
 
 
 def calibrate(models_dir: str | Path, corpus_dir: str | Path, *,
@@ -152,12 +159,14 @@ def format_report(report: dict) -> str:
         lines += ["", f"{Path(c['file']).name} ({c['direction']}, to "
                       f"{', '.join(c['targets'])}): gain {c['gain']:g} — {c['why']}", "",
                   "| gain | clips | transfer, feature judge | transfer, classifier | LSD (dB) | "
-                  "chroma | onset F |", "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "chroma | chroma corr. (CENS) | onset F |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for x in c["candidates"]:
             mark = " **(chosen)**" if x["gain"] == c["gain"] else ""
+            corr = "—" if x.get("chroma_corr") is None else f"{x['chroma_corr']:.3f}"
             lines.append(f"| {x['gain']:g}{mark} | {x['clips']} | {x['judge_hit']:.0%} | "
                          f"{x['cnn_hit']:.0%} | {x['lsd_db']:.2f} | {x['chroma']:.3f} | "
-                         f"{x['onset_f']:.3f} |")
+                         f"{corr} | {x['onset_f']:.3f} |")
     return "\n".join(lines)
 
 
