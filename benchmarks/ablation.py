@@ -55,8 +55,9 @@ def main() -> int:
     pairs = [(g, args.genre) for g in corpus.genres() if g != args.genre]
     judge = ev.fit_feature_judge(corpus, seconds=args.seconds)
     real_note = None
-    if args.real and judge_missing(args.judge):
-        real_note = f"Real recordings not judged: {judge_missing(args.judge)}."
+    why = judge_missing(args.judge) if args.real else None
+    if why:
+        real_note = f"Real recordings not judged: {why}."
         args.real = False
     real_options = REAL_OPTIONS if args.real else ()
     lines = ["| variant | what | steps | transfer, classifier | transfer, feature judge | "

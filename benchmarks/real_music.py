@@ -24,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-# The clips' style families (MANIFEST.tsv) -> the classifier genres that count as right.
 DEFAULT_JUDGE = "/tmp/judge_venv/bin/python"  # what `bash ../shared/judge/setup.sh` builds
+# The clips' style families (MANIFEST.tsv) -> the classifier genres that count as right.
 FAMILY_GENRES = {"classical/orchestral": {"classical"}, "rock/metal": {"rock", "metal"},
                  "electronic/dance": {"electronic"}, "jazz/blues/lounge": {"jazz", "blues"},
                  "hip-hop/funk": {"hiphop"}, "folk/country": {"country"}}

@@ -49,6 +49,7 @@ def test_chroma_correlation_is_stricter_than_the_cosine() -> None:
     for y in (other, resample(x[None], SR, int(SR / 2 ** (2 / 12)))[0][: len(x)]):
         cos, corr = metrics.chroma_similarity(x, y, SR), metrics.chroma_correlation(x, y, SR)
         assert corr < cos - 0.2, (cos, corr)  # the cosine's chance level is high
+        assert metrics.chroma_correlation(x, y, SR, a_cens=metrics.cens(x, SR)) == corr
     assert metrics.chroma_correlation(x, np.zeros_like(x), SR) == 0.0  # silence: no harmony
 
 

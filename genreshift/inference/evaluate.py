@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from genreshift import spectral
 from genreshift.inference import EVALUATE_METHODS
 from genreshift.errors import GenreshiftError
-from genreshift.inference.metrics import chroma_correlation, chroma_similarity, mel_lsd
+from genreshift.inference.metrics import cens, chroma_correlation, chroma_similarity, mel_lsd
 from genreshift.spectral import MelConfig
 
 if TYPE_CHECKING:
@@ -229,8 +229,7 @@ def _summarise(rows: list[dict]) -> dict:
     out = {"clips": len(rows)}
     for key in ("cnn_hit", "cnn_p", "judge_hit", "judge_p", "lsd_db", "chroma", "chroma_corr",
                 "onset_f"):
-        if all(key in r for r in rows):  # reports written before chroma_corr lack it
-            out[key] = float(np.mean([r[key] for r in rows]))
+        out[key] = float(np.mean([r[key] for r in rows]))
     out["rtf"] = float(np.sum([r["seconds_spent"] for r in rows])
                        / max(1e-9, np.sum([r["seconds"] for r in rows])))
     return out
@@ -285,12 +284,12 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
     renderings = corpus.tunes_by_name()[tune]
     rng = _tune_rng(seed, tune)
 
-    def features(wav, audio, sr) -> dict:
+    def features(wav, audio, sr, audio_cens) -> dict:
         """What the judges and content metrics see of one output (target-independent)."""
         cnn, feat = judges.judge(wav[0], sr, cfg)
         return {"cnn": cnn, "feat": feat, "mel": _mel(wav, sr, cfg)[0],
                 "chroma": chroma_similarity(audio[0], wav[0], sr),
-                "chroma_corr": chroma_correlation(audio[0], wav[0], sr),
+                "chroma_corr": chroma_correlation(audio[0], wav[0], sr, a_cens=audio_cens),
                 "onset_f": onset_f_measure(audio[0], wav[0], sr),
                 "seconds": audio.shape[-1] / sr}
 
@@ -309,12 +308,13 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
     todo = [(s, d) for s, d in plan.pairs if s in renderings and d in renderings]
     for source in sorted({s for s, _ in todo}):
         audio, sr = _load(renderings[source], seconds)
+        audio_cens = cens(audio[0], sr)  # the input's, once for all its outputs
         t0 = time.perf_counter()
         song = Song(renderings[source], audio, sr)
         mid = song.mid(cfg)
         ident = reconstruct(song, Change(cfg, mid, mid), recon)
         ident_s = time.perf_counter() - t0
-        ident_f = features(ident, audio, sr)
+        ident_f = features(ident, audio, sr, audio_cens)
         for _, target in [p for p in todo if p[0] == source]:
             truth = _mel(*_load(renderings[target], seconds), cfg)[0]
             t0 = time.perf_counter()
@@ -354,7 +354,7 @@ def _evaluate_tune(plan: _Plan, tune: str) -> tuple[list[dict], list[dict]]:
                     wav = reconstruct(song, Change(cfg, mid, np.asarray(mel, np.float32)),
                                       recon)
                 spent = time.perf_counter() - t0
-            out_f = ident_f if method == "identity" else features(wav, audio, sr)
+            out_f = ident_f if method == "identity" else features(wav, audio, sr, audio_cens)
             rows.append(row(out_f, source, target, truth, spent))
             floor.append(row(ident_f, source, target, truth, ident_s))
     return rows, floor

@@ -88,7 +88,7 @@ def _summary(rows: list[dict], gain: float) -> Candidate:
     s = _summarise(rows)
     return Candidate(gain=gain, clips=s["clips"], judge_hit=s["judge_hit"],
                      cnn_hit=s["cnn_hit"], lsd_db=s["lsd_db"], chroma=s["chroma"],
-                     onset_f=s["onset_f"], chroma_corr=s.get("chroma_corr"))
+                     onset_f=s["onset_f"], chroma_corr=s["chroma_corr"])
 
 
 def calibrate(models_dir: str | Path, corpus_dir: str | Path, *,
